@@ -91,10 +91,16 @@ class ProviderRejected(BridgeError):
         self.code = code
 
 
-class CrmRejectedToken(BridgeError):
-    """The CRM refused TOURWELL_API_TOKEN: an operator must fix the setting."""
+class CrmFailed(BridgeError):
+    """The CRM answered in a way the bridge can't use (not a transient failure)."""
 
     status = 502
+    reason = "crm_error"
+
+
+class CrmRejectedToken(CrmFailed):
+    """The CRM refused TOURWELL_API_TOKEN: an operator must fix the setting."""
+
     reason = "crm_rejected_token"
 
 

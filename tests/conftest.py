@@ -32,3 +32,85 @@ def redis(redis_url: str):
     yield connection
     connection.flushdb()
     connection.close()
+
+
+# --- the stand-ins on loopback, and a bridge configured to use them ---
+
+CRM_TOKEN = "test-crm-token"
+OTHER_CRM_TOKEN = "test-crm-token-rotated"
+TOURWELL_TOKEN = "test-tourwell-token"
+FINAN_CLIENT_ID = "test-client"
+FINAN_SECRET = "test-secret"
+FINAN_PREFIX = "/open"
+
+
+class StandIn:
+    """A running stand-in: its base URL and its state object (requests log, faults)."""
+
+    def __init__(self, server, state):
+        self.server = server
+        self.url = server.url
+        self.state = state
+
+
+@pytest.fixture
+def finan():
+    from bridge.sandbox.finan_standin import create_finan_app
+    from bridge.sandbox.loopback import LoopbackServer
+
+    app = create_finan_app(client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, prefix=FINAN_PREFIX)
+    with LoopbackServer(app) as server:
+        yield StandIn(server, app.extensions["finan_standin"])
+
+
+@pytest.fixture
+def tourwell():
+    from bridge.sandbox.loopback import LoopbackServer
+    from bridge.sandbox.samples import sample_invoices
+    from bridge.sandbox.tourwell_standin import create_tourwell_app
+
+    app = create_tourwell_app(token=TOURWELL_TOKEN, invoices=sample_invoices())
+    with LoopbackServer(app) as server:
+        yield StandIn(server, app.extensions["tourwell_standin"])
+
+
+@pytest.fixture
+def environ(redis_url, finan, tourwell):
+    """A complete, valid environment for a bridge talking to the stand-ins."""
+    from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS
+
+    return {
+        "REDIS_URL": redis_url,
+        "BRIDGE_CRM_TOKENS": f"{CRM_TOKEN},{OTHER_CRM_TOKEN}",
+        "TOURWELL_BASE_URL": tourwell.url,
+        "TOURWELL_API_TOKEN": TOURWELL_TOKEN,
+        "PROVIDER_BASE_URL": finan.url + FINAN_PREFIX,
+        "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
+        "PROVIDER_SECRET_KEY": FINAN_SECRET,
+        "PROVIDER_TAX_IDS": ",".join(f"{r}={u}" for r, u in SANDBOX_TAX_IDS.items()),
+        "PROVIDER_PAYMENT_CONFIG": ",".join(SANDBOX_PAYMENT_CONFIG),
+    }
+
+
+@pytest.fixture
+def settings(environ):
+    from bridge.config import load_settings
+
+    return load_settings(environ)
+
+
+@pytest.fixture
+def app(settings, redis):
+    from bridge.app import create_app
+
+    return create_app(settings, redis)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def crm_headers():
+    return {"Authorization": f"Bearer {CRM_TOKEN}"}

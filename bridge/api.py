@@ -1,0 +1,146 @@
+"""The CRM-facing endpoints (DESIGN.md section 3): the bridge as Tourwell's invoice provider.
+
+Every request goes through the same steps, in this order: the Bearer token (401), the
+body (413, 415, 400), the ``Idempotency-Key`` (replay, 409 or 422), then the operation
+in ``bridge.operations``. Answers use Tourwell's envelope:
+``{"success": true, "message": ..., "data": <record>}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import ValidationError
+
+from bridge.errors import MalformedJSON, Unauthorized, UnsupportedMediaType, Unprocessable
+from bridge.idempotency import caller_scope, request_fingerprint
+from bridge.operations import Outcome
+from schemas.bridge import success_schema
+from schemas.tourwell import CancelSchema, UpdateSchema
+
+bp = Blueprint("crm", __name__, url_prefix="/api/v1/invoices")
+
+_update_schema = UpdateSchema()
+_cancel_schema = CancelSchema()
+
+
+def services() -> Any:
+    return current_app.extensions["bridge"]
+
+
+def bearer_token(allowed: tuple[str, ...], what: str) -> str:
+    """The caller's token if it is one of ``allowed`` (compared in constant time)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(f"send the {what} token as 'Authorization: Bearer <token>'")
+    matched = False
+    for candidate in allowed:  # check every token: no early exit that times the match
+        matched |= hmac.compare_digest(token.encode(), candidate.encode())
+    if not matched:
+        raise Unauthorized(f"the {what} token is not valid")
+    return token
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(raw: bytes) -> Any | None:
+    """The JSON body, or None when there is none. Size is capped by MAX_CONTENT_LENGTH."""
+    if not raw.strip():
+        return None
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as JSON with 'Content-Type: application/json' "
+            f"(got {request.mimetype or 'no content type'!r})"
+        )
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedJSON(f"the body is not valid UTF-8 JSON: {exc}") from None
+
+
+def load_body(schema: Any, raw: bytes) -> dict[str, Any]:
+    payload = read_json(raw)
+    if payload is None:
+        return {}
+    try:
+        return schema.load(payload)
+    except ValidationError as exc:
+        raise Unprocessable("the request body has invalid fields", errors=exc.messages) from None
+
+
+def envelope(outcome: Outcome) -> dict[str, Any]:
+    return success_schema.dump({"message": outcome.message, "data": outcome.record})
+
+
+def crm_operation(view: Callable[..., Outcome]) -> Callable[..., Response]:
+    """Authenticate, read the body, apply the Idempotency-Key, run ``view``, answer."""
+
+    @wraps(view)
+    def wrapper(**kwargs: Any) -> Response:
+        bridge = services()
+        token = bearer_token(bridge.settings.crm_tokens, "CRM")
+        raw = request.get_data(cache=True)
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            outcome = view(raw=raw, **kwargs)
+            return _answer(outcome.status, envelope(outcome))
+
+        scope = caller_scope(token)
+        fingerprint = request_fingerprint(request.method, request.path, raw)
+        stored = bridge.idempotency.claim(scope, key, fingerprint)
+        if stored is not None:
+            response = _answer(stored.status, stored.body)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        try:
+            outcome = view(raw=raw, **kwargs)
+        except BaseException:
+            bridge.idempotency.release(scope, key)  # failures are not stored (DESIGN §5)
+            raise
+        body = envelope(outcome)
+        bridge.idempotency.store(scope, key, fingerprint, outcome.status, body)
+        return _answer(outcome.status, body)
+
+    return wrapper
+
+
+def _answer(status: int, body: dict[str, Any]) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+@bp.post("/<int:invoice_id>/issue")
+@crm_operation
+def issue(invoice_id: int, raw: bytes) -> Outcome:
+    return services().operations.issue(invoice_id, read_json(raw))
+
+
+@bp.put("/<int:invoice_id>")
+@crm_operation
+def update(invoice_id: int, raw: bytes) -> Outcome:
+    return services().operations.update(invoice_id, load_body(_update_schema, raw))
+
+
+@bp.post("/<int:invoice_id>/cancel")
+@crm_operation
+def cancel(invoice_id: int, raw: bytes) -> Outcome:
+    fields = load_body(_cancel_schema, raw)
+    return services().operations.cancel(invoice_id, fields.get("cancel_note"))
+
+
+@bp.get("/<int:invoice_id>")
+def record(invoice_id: int) -> Response:
+    bridge = services()
+    bearer_token(bridge.settings.crm_tokens, "CRM")
+    found = bridge.operations.get(invoice_id)
+    return _answer(200, envelope(Outcome(200, "Invoice record", found)))

@@ -1,0 +1,115 @@
+"""The Flask app factory, the wiring of the bridge's parts, and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from bridge.clients.finan import FinanClient
+from bridge.clients.tourwell import TourwellClient
+from bridge.config import Settings, load_settings
+from bridge.errors import BridgeError
+from bridge.idempotency import IdempotencyStore
+from bridge.mapping import MappingConfig
+from bridge.operations import InvoiceOperations
+from bridge.records import RecordStore
+from bridge.redis_connection import connect
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024  # DESIGN.md section 3: 413 above 1 MiB
+
+# werkzeug's own errors, said the way the rest of the bridge says things.
+_HTTP_MESSAGES = {
+    404: "no such endpoint; see DESIGN.md section 3 for the bridge's API",
+    405: "this endpoint does not accept that method",
+    413: f"the body is over {MAX_BODY_BYTES // 1024} KiB (1 MiB)",
+}
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler needs, built once per process."""
+
+    settings: Settings
+    redis: redis.Redis
+    idempotency: IdempotencyStore
+    operations: InvoiceOperations
+
+
+def build_services(settings: Settings, connection: redis.Redis | None = None) -> Services:
+    connection = connection or connect(settings)
+    records = RecordStore(connection, settings.tourwell_base_url)
+    return Services(
+        settings=settings,
+        redis=connection,
+        idempotency=IdempotencyStore(connection, settings.idempotency_ttl),
+        operations=InvoiceOperations(
+            connection,
+            records,
+            TourwellClient(settings, connection),
+            FinanClient(settings),
+            MappingConfig.from_settings(settings),
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
+    """Build the app from ``settings`` (default: the environment, validated)."""
+    settings = settings or load_settings(os.environ)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # keep envelopes in the order their schemas declare
+    app.extensions["bridge"] = build_services(settings, connection)
+
+    from bridge.api import bp as crm_api
+    from bridge.health import bp as health
+
+    app.register_blueprint(crm_api)
+    app.register_blueprint(health)
+    _register_error_handlers(app)
+    return app
+
+
+def error_response(
+    status: int, message: str, errors: dict[str, Any] | None = None
+) -> Response:
+    response = jsonify({"success": False, "message": message, "errors": errors or {}})
+    response.status_code = status
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(BridgeError)
+    def bridge_error(exc: BridgeError) -> Response:
+        response = error_response(exc.status, exc.message, exc.errors)
+        response.headers.update(exc.headers())
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        response = error_response(status, _HTTP_MESSAGES.get(status, exc.description or ""))
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(redis.RedisError)
+    def redis_error(exc: redis.RedisError) -> Response:
+        # Fail closed: without Redis there are no locks or records, so nothing is sent.
+        log.warning("Redis unavailable: %s", type(exc).__name__)
+        response = error_response(503, "the bridge's Redis is unavailable; try again shortly")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # A bug: log it with its trace for us, and answer without one.
+        log.exception("unhandled error")
+        return error_response(500, "internal error; the bridge's operators have the details")

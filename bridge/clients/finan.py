@@ -1,0 +1,110 @@
+"""Finan's API: one signed ``PUT update-invoice/{id}`` per operation.
+
+Answers are classified by the envelope's code (its third digit is the HTTP class):
+success returns a ``FinanAnswer``; a client-class code raises ``ProviderRejected`` at once
+(the same body would be refused again); timeouts, resets, 429, HTTP 5xx and server-class
+codes are retried inline a few times, then raise ``ProviderUnavailable``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from marshmallow import ValidationError
+
+from bridge.clients.http import RetryableAnswer, ThreadLocalSession, call_with_retries
+from bridge.clients.http import parse_retry_after as _retry_after
+from bridge.config import Settings
+from bridge.errors import ProviderRejected, ProviderUnavailable
+from bridge.signing import FinanAuth
+from schemas.finan import ResponseEnvelopeSchema, code_class
+
+# (connect, read). The read timeout bounds how long the CRM waits on one try.
+TIMEOUT_SECONDS = (3.05, 10.0)
+INLINE_ATTEMPTS = 3
+
+_envelope_schema = ResponseEnvelopeSchema()
+
+
+@dataclass(frozen=True)
+class FinanAnswer:
+    code: int
+    message: str
+    data: dict[str, Any]
+
+
+def _message(envelope: dict[str, Any]) -> str:
+    message = envelope.get("message")
+    if isinstance(message, dict):
+        message = message.get("content")
+    return str(message or "").strip() or "(no message)"
+
+
+class FinanClient:
+    def __init__(self, settings: Settings, attempts: int = INLINE_ATTEMPTS) -> None:
+        self._base_url = settings.provider_base_url
+        self._auth = FinanAuth(
+            settings.provider_client_id, settings.provider_secret_key, settings.provider_base_url
+        )
+        self._attempts = attempts
+        self._sessions = ThreadLocalSession()
+
+    def update_invoice(self, provider_invoice_id: str, body: bytes) -> FinanAnswer:
+        """Send ``body`` (the exact bytes that get signed) to update-invoice."""
+        url = f"{self._base_url}/api/v1/invoice/update-invoice/{provider_invoice_id}"
+        try:
+            return call_with_retries(lambda: self._put_once(url, body), self._attempts)
+        except RetryableAnswer as exc:
+            raise ProviderUnavailable(
+                f"Finan is unavailable ({exc.description}); try again later",
+                retry_after=max(1, round(exc.retry_after or 0)) if exc.retry_after else 30,
+            ) from exc
+
+    def _put_once(self, url: str, body: bytes) -> FinanAnswer:
+        try:
+            response = self._sessions.get().put(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                auth=self._auth,
+                timeout=TIMEOUT_SECONDS,
+            )
+        except requests.Timeout as exc:
+            raise RetryableAnswer("no answer within the timeout") from exc
+        except requests.ConnectionError as exc:
+            raise RetryableAnswer("connection failed or was reset") from exc
+        return self._classify(response)
+
+    def _classify(self, response: requests.Response) -> FinanAnswer:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise RetryableAnswer(
+                f"HTTP {status}", retry_after=_retry_after(response.headers.get("Retry-After"))
+            )
+        try:
+            envelope = _envelope_schema.load(response.json())
+        except (ValueError, ValidationError) as exc:
+            if 400 <= status < 500:
+                raise ProviderRejected(
+                    f"Finan refused the request with HTTP {status} and no readable body"
+                ) from exc
+            raise RetryableAnswer(f"HTTP {status} with an unreadable body") from exc
+
+        code, message = envelope["code"], _message(envelope)
+        kind = code_class(code)
+        if kind == "success":
+            return FinanAnswer(code=code, message=message, data=envelope.get("data") or {})
+        if kind == "client":
+            hint = (
+                "; check PROVIDER_CLIENT_ID and PROVIDER_SECRET_KEY"
+                if status in (401, 403)
+                else ""
+            )
+            raise ProviderRejected(
+                f"Finan rejected the invoice: {message} (code {code}){hint}",
+                code=code,
+                errors={"provider": {"code": code, "message": message}},
+            )
+        raise RetryableAnswer(f"server-class code {code}: {message}")

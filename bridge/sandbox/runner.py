@@ -1,0 +1,160 @@
+"""``bridge sandbox``: the whole bridge on one machine, with no outside accounts.
+
+It starts the embedded Redis (under ``--data-dir``, emptied first so every run starts
+fresh), stand-ins for the CRM and Finan on loopback (they check tokens, signatures and
+Finan's 30 s window like the real ones), then ``bridge serve`` and ``bridge worker`` as
+child processes configured to use them, and prints commands to try. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+import requests
+
+from bridge import embedded_redis
+from bridge.sandbox.finan_standin import create_finan_app
+from bridge.sandbox.loopback import LoopbackServer
+from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS, sample_invoices
+from bridge.sandbox.tourwell_standin import create_tourwell_app
+
+CRM_TOKEN = "sandbox-crm-token"
+ADMIN_TOKEN = "sandbox-admin-token"
+TOURWELL_TOKEN = "sandbox-tourwell-token"
+FINAN_CLIENT_ID = "sandbox-client"
+FINAN_SECRET = "sandbox-secret"
+FINAN_PREFIX = "/open"  # like Finan's real base URL: the prefix is not part of the signed path
+READY_TIMEOUT_SECONDS = 30.0
+
+
+def sandbox_environment(bridge_url: str, crm_url: str, finan_url: str, data_dir: Path) -> dict[str, str]:
+    """The settings a bridge needs to talk to the stand-ins (and nothing else)."""
+    return {
+        "BRIDGE_DATA_DIR": str(data_dir),
+        "BRIDGE_CRM_TOKENS": CRM_TOKEN,
+        "BRIDGE_ADMIN_TOKENS": ADMIN_TOKEN,
+        "TOURWELL_BASE_URL": crm_url,
+        "TOURWELL_API_TOKEN": TOURWELL_TOKEN,
+        "PROVIDER_BASE_URL": finan_url + FINAN_PREFIX,
+        "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
+        "PROVIDER_SECRET_KEY": FINAN_SECRET,
+        "PROVIDER_TAX_IDS": ",".join(f"{rate}={uuid}" for rate, uuid in SANDBOX_TAX_IDS.items()),
+        "PROVIDER_PAYMENT_CONFIG": ",".join(SANDBOX_PAYMENT_CONFIG),
+        "PROVIDER_LOOKUP_URL_TEMPLATE": finan_url + "/invoice/{provider_invoice_id}",
+        "GUNICORN_WORKERS": "2",
+    }
+
+
+def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
+    """(what it shows, a one-line shell command) pairs, in the order to try them."""
+    auth = f"-H {shlex.quote('Authorization: Bearer ' + CRM_TOKEN)}"
+    json_type = "-H 'Content-Type: application/json'"
+    api = f"{bridge_url}/api/v1/invoices"
+    update = shlex.quote('{"company_address": "12 Tràng Tiền, Hoàn Kiếm, Hà Nội"}')
+    cancel = shlex.quote('{"cancel_note": "Khách đổi lịch khởi hành"}')
+    return [
+        ("Issue invoice 17 (the bridge pulls it from the CRM): 201",
+         f"curl -sS -X POST {auth} {api}/17/issue"),
+        ("Issue it again with an Idempotency-Key, twice: the second answer is a replay",
+         f"curl -sS -i -X POST {auth} -H 'Idempotency-Key: demo-17' {api}/17/issue"),
+        ("The same request again: note the header Idempotent-Replayed: true",
+         f"curl -sS -i -X POST {auth} -H 'Idempotency-Key: demo-17' {api}/17/issue"),
+        ("Update invoice 17 (the bridge pulls it and lays the fields over it): 200",
+         f"curl -sS -X PUT {auth} {json_type} -d {update} {api}/17"),
+        ("Cancel invoice 17: 201, 'Invoice Canceled successfully'",
+         f"curl -sS -X POST {auth} {json_type} -d {cancel} {api}/17/cancel"),
+        ("Issue invoice 19, billed in USD and converted to VND",
+         f"curl -sS -X POST {auth} {api}/19/issue"),
+        ("The bridge's record of invoice 19",
+         f"curl -sS {auth} {api}/19"),
+        ("What the stand-in Finan received (signed requests and their outcome)",
+         f"curl -sS {finan_url}/_standin/requests"),
+    ]
+
+
+def _wait_ready(url: str, children: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            raise SystemExit("bridge sandbox: a bridge process exited during start-up (see above)")
+        try:
+            if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bridge sandbox: the bridge was not ready within {READY_TIMEOUT_SECONDS:.0f} s")
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_dir: Path) -> None:
+    data_dir = Path(data_dir).resolve()
+    redis.Redis.from_url(embedded_redis.ensure_server(data_dir)).flushdb()
+
+    crm = LoopbackServer(
+        create_tourwell_app(token=TOURWELL_TOKEN, invoices=sample_invoices(), rate_limit_per_min=60),
+        host=host, port=crm_port,
+    )
+    finan = LoopbackServer(
+        create_finan_app(client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, prefix=FINAN_PREFIX),
+        host=host, port=finan_port,
+    )
+    crm.start()
+    finan.start()
+    bridge_url = f"http://{host}:{port}"
+    env = {**os.environ, **sandbox_environment(bridge_url, crm.url, finan.url, data_dir)}
+    env.pop("REDIS_URL", None)  # the sandbox always uses its own embedded Redis
+    command = [sys.executable, "-m", "bridge"]
+    children = [
+        subprocess.Popen([*command, "serve", "--host", host, "--port", str(port)], env=env),
+        subprocess.Popen([*command, "worker"], env=env),
+    ]
+    # SIGTERM (from a supervisor or a test) stops the sandbox the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        _wait_ready(bridge_url, children)
+        _print_banner(bridge_url, crm.url, finan.url, data_dir)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        raise SystemExit("bridge sandbox: a bridge process exited; stopping")
+    except KeyboardInterrupt:
+        print("\nbridge sandbox: stopping", flush=True)
+    finally:
+        _stop(children)
+        crm.stop()
+        finan.stop()
+        embedded_redis.stop_server(data_dir)
+
+
+def _print_banner(bridge_url: str, crm_url: str, finan_url: str, data_dir: Path) -> None:
+    lines = [
+        "",
+        "The bridge sandbox is running.",
+        f"  bridge           {bridge_url}   (CRM token: {CRM_TOKEN})",
+        f"  CRM stand-in     {crm_url}   (sample invoices {', '.join(map(str, sample_invoices()))})",
+        f"  Finan stand-in   {finan_url}{FINAN_PREFIX}",
+        f"  embedded Redis   {embedded_redis.socket_url(data_dir)}",
+        "",
+        "Try, in another terminal:",
+    ]
+    for what, command in examples(bridge_url, finan_url):
+        lines += ["", f"# {what}", command]
+    lines += ["", "Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,509 @@
+"""The CRM-facing API against a real Redis and the real stand-ins on loopback.
+
+One test per status code of DESIGN.md section 3, per transition rule, and per layer of
+idempotency. Finan's request log (the stand-in's) is the witness of what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import pytest
+import redis as redis_lib
+from conftest import CRM_TOKEN, OTHER_CRM_TOKEN
+
+from bridge.app import create_app
+from bridge.config import load_settings
+from bridge.redis_connection import lock_key
+from bridge.sandbox.samples import sample_invoices
+
+API = "/api/v1/invoices"
+
+
+def finan_puts(finan) -> list[dict]:
+    """The update-invoice requests the stand-in Finan accepted or refused, in order."""
+    with finan.state.lock:
+        return [r for r in finan.state.requests if r["method"] == "PUT"]
+
+
+def issue(client, headers, invoice_id=17, **kwargs):
+    return client.post(f"{API}/{invoice_id}/issue", headers=headers, **kwargs)
+
+
+def test_issue_pulls_the_invoice_and_answers_201_with_the_record(client, crm_headers, finan):
+    response = issue(client, crm_headers)
+
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert body["success"] is True
+    data = body["data"]
+    assert data["invoice_id"] == 17
+    assert data["state"] == "issued"
+    assert data["code"] == sample_invoices()[17]["code"]
+    assert data["provider_order_code"].startswith("HD")
+    assert data["provider_system_code"]
+    assert [r["outcome"] for r in finan_puts(finan)] == ["accepted"]
+
+
+def test_the_finan_id_is_derived_from_the_crm_invoice_url(client, crm_headers, finan, settings):
+    response = issue(client, crm_headers)
+
+    expected = uuid.uuid5(uuid.NAMESPACE_URL, f"{settings.tourwell_base_url}/api/v1/invoices/17")
+    assert response.json["data"]["provider_invoice_id"] == str(expected)
+    assert str(expected) in finan.state.invoices
+
+
+def test_the_total_finan_computed_matches_the_crm_invoice(client, crm_headers):
+    from decimal import Decimal
+
+    response = issue(client, crm_headers)
+
+    crm_total = Decimal(sample_invoices()[17]["total_amount"]["base"].replace(",", ""))
+    assert Decimal(response.json["data"]["total_amount"]) == crm_total
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_issue_with_the_invoice_in_the_body_does_not_pull(client, crm_headers, tourwell, wrapped):
+    invoice = sample_invoices()[18]
+    payload = {"data": invoice} if wrapped else invoice
+
+    response = issue(client, crm_headers, 18, json=payload)
+
+    assert response.status_code == 201, response.json
+    assert not [r for r in tourwell.state.requests if r["method"] == "GET"]
+
+
+def test_update_pulls_lays_fields_over_and_answers_200(client, crm_headers, finan):
+    issue(client, crm_headers)
+
+    response = client.put(
+        f"{API}/17", headers=crm_headers, json={"company_name": "Công ty TNHH Mới"}
+    )
+
+    assert response.status_code == 200, response.json
+    assert response.json["data"]["state"] == "issued"
+    puts = finan_puts(finan)
+    assert len(puts) == 2
+    assert puts[-1]["body"]["customer"]["name"] == "Công ty TNHH Mới"
+
+
+def test_cancel_answers_201_with_tourwells_exact_message_and_empties_the_invoice(
+    client, crm_headers, finan
+):
+    issue(client, crm_headers)
+
+    response = client.post(
+        f"{API}/17/cancel", headers=crm_headers, json={"cancel_note": "Khách đổi lịch"}
+    )
+
+    assert response.status_code == 201, response.json
+    assert response.json["message"] == "Invoice Canceled successfully"
+    assert response.json["data"]["state"] == "cancelled"
+    assert response.json["data"]["cancel_note"] == "Khách đổi lịch"
+    sent = finan_puts(finan)[-1]["body"]
+    assert sent["items"] == [] and sent["payment_config"] == []
+
+
+def test_cancel_with_no_body_is_allowed(client, crm_headers):
+    issue(client, crm_headers)
+
+    assert client.post(f"{API}/17/cancel", headers=crm_headers).status_code == 201
+
+
+def test_get_returns_the_record(client, crm_headers):
+    issue(client, crm_headers)
+
+    response = client.get(f"{API}/17", headers=crm_headers)
+
+    assert response.status_code == 200
+    assert response.json["data"]["state"] == "issued"
+
+
+# --- 400, 401, 404, 413, 415 ---
+
+
+def test_malformed_json_is_400(client, crm_headers):
+    response = issue(
+        client, crm_headers, data=b'{"data": ', headers={**crm_headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json["success"] is False
+    assert "JSON" in response.json["message"]
+
+
+def test_nan_is_not_json_400(client, crm_headers):
+    response = client.put(
+        f"{API}/17", data=b'{"total_amount": NaN}',
+        headers={**crm_headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {CRM_TOKEN}"}],
+    ids=["missing", "wrong", "not-bearer"],
+)
+def test_a_missing_or_wrong_token_is_401(client, headers, finan):
+    response = issue(client, headers)
+    assert response.status_code == 401
+    assert response.json["success"] is False
+    assert finan_puts(finan) == []
+
+
+def test_every_rotated_crm_token_is_accepted(client):
+    response = issue(client, {"Authorization": f"Bearer {OTHER_CRM_TOKEN}"})
+    assert response.status_code == 201
+
+
+def test_an_invoice_unknown_to_the_crm_is_404(client, crm_headers):
+    response = issue(client, crm_headers, 999)
+    assert response.status_code == 404
+    assert "999" in response.json["message"]
+
+
+def test_get_of_an_invoice_unknown_to_the_bridge_is_404(client, crm_headers):
+    assert client.get(f"{API}/17", headers=crm_headers).status_code == 404
+
+
+def test_an_unknown_route_is_404_in_the_envelope(client, crm_headers):
+    response = client.get("/api/v1/nothing", headers=crm_headers)
+    assert response.status_code == 404
+    assert response.json["success"] is False
+
+
+def test_a_body_over_1_mib_is_413(client, crm_headers):
+    big = json.dumps({"data": {"id": 17, "padding": "x" * (1024 * 1024)}}).encode()
+    response = issue(client, crm_headers, data=big, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json["success"] is False
+
+
+def test_a_body_that_is_not_json_is_415(client, crm_headers):
+    response = issue(client, crm_headers, data=b"id=17", content_type="text/plain")
+    assert response.status_code == 415
+
+
+# --- 409: in flight, and the transition rules ---
+
+
+def test_an_operation_in_flight_on_the_same_invoice_is_409_with_retry_after(
+    client, crm_headers, redis, finan
+):
+    holder = redis.lock(lock_key(17), timeout=30)
+    assert holder.acquire(blocking=False)
+    try:
+        response = issue(client, crm_headers)
+    finally:
+        holder.release()
+
+    assert response.status_code == 409
+    assert int(response.headers["Retry-After"]) >= 1
+    assert finan_puts(finan) == []
+
+
+def test_update_before_issue_is_409(client, crm_headers, finan):
+    response = client.put(f"{API}/17", headers=crm_headers, json={"note": "x"})
+    assert response.status_code == 409
+    assert finan_puts(finan) == []
+
+
+def test_cancel_before_issue_is_409(client, crm_headers):
+    assert client.post(f"{API}/17/cancel", headers=crm_headers).status_code == 409
+
+
+def test_update_after_cancel_is_409(client, crm_headers):
+    issue(client, crm_headers)
+    client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    response = client.put(f"{API}/17", headers=crm_headers, json={"note": "late"})
+
+    assert response.status_code == 409
+    assert "cancelled" in response.json["message"]
+
+
+def test_issue_after_cancel_is_409(client, crm_headers):
+    issue(client, crm_headers)
+    client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert issue(client, crm_headers).status_code == 409
+
+
+def test_a_second_issue_with_different_content_is_409(client, crm_headers, finan):
+    invoice = sample_invoices()[18]
+    issue(client, crm_headers, 18, json=invoice)
+    changed = json.loads(json.dumps(invoice))
+    changed["request_info"]["company_name"] = "Another company"
+
+    response = issue(client, crm_headers, 18, json=changed)
+
+    assert response.status_code == 409
+    assert "update" in response.json["message"]
+    assert len(finan_puts(finan)) == 1
+
+
+def test_a_repeated_cancel_is_answered_from_the_record(client, crm_headers, finan):
+    issue(client, crm_headers)
+    client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    response = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert response.status_code == 201
+    assert response.json["message"] == "Invoice Canceled successfully"
+    assert len(finan_puts(finan)) == 2
+
+
+# --- 422 ---
+
+
+def test_a_vat_rate_without_a_tax_id_is_422_naming_the_setting(client, crm_headers, finan):
+    invoice = json.loads(json.dumps(sample_invoices()[17]))
+    invoice["order_info"]["services"][0]["prices"][0]["vat"]["value"] = 7
+
+    response = issue(client, crm_headers, 17, json=invoice)
+
+    assert response.status_code == 422
+    assert "PROVIDER_TAX_IDS" in json.dumps(response.json)
+    assert finan_puts(finan) == []
+
+
+def test_totals_that_disagree_are_422_naming_both_figures(client, crm_headers, finan):
+    invoice = json.loads(json.dumps(sample_invoices()[17]))
+    invoice["total_amount"]["base"] = "1,000"
+
+    response = issue(client, crm_headers, 17, json=invoice)
+
+    assert response.status_code == 422
+    assert "1,000" in response.json["message"] or "1000" in response.json["message"]
+    assert finan_puts(finan) == []
+
+
+def test_an_invoice_body_for_another_id_is_422(client, crm_headers):
+    response = issue(client, crm_headers, 17, json=sample_invoices()[18])
+    assert response.status_code == 422
+
+
+def test_an_update_field_of_the_wrong_type_is_422(client, crm_headers):
+    issue(client, crm_headers)
+    response = client.put(f"{API}/17", headers=crm_headers, json={"note": {"not": "a string"}})
+    assert response.status_code == 422
+    assert "note" in response.json["errors"]
+
+
+# --- 502 and 503 ---
+
+
+def test_a_finan_rejection_is_502_with_finans_message_and_code_and_the_record_failed(
+    client, crm_headers, finan
+):
+    finan.state.fail_next("client_error")
+
+    response = issue(client, crm_headers)
+
+    assert response.status_code == 502
+    assert "104001" in json.dumps(response.json)
+    assert len(finan_puts(finan)) == 1  # a client-class code is never retried
+    record = client.get(f"{API}/17", headers=crm_headers).json["data"]
+    assert record["state"] == "failed"
+    assert record["last_error"]["code"] == 104001
+
+
+def test_a_failed_issue_can_be_issued_again(client, crm_headers, finan):
+    finan.state.fail_next("client_error")
+    issue(client, crm_headers)
+
+    response = issue(client, crm_headers)
+
+    assert response.status_code == 201
+    assert response.json["data"]["state"] == "issued"
+    assert response.json["data"]["last_error"] is None
+
+
+def test_finan_blips_are_retried_inline(client, crm_headers, finan):
+    finan.state.fail_next("server_error", count=2)
+
+    response = issue(client, crm_headers)
+
+    assert response.status_code == 201
+    assert [r["outcome"] for r in finan_puts(finan)][-1] == "accepted"
+    assert len(finan_puts(finan)) == 3
+
+
+def test_finan_down_after_the_inline_retries_is_503_and_the_record_is_unchanged(
+    client, crm_headers, finan
+):
+    finan.state.fail_next("unavailable", count=10)
+
+    response = issue(client, crm_headers)
+
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
+    assert client.get(f"{API}/17", headers=crm_headers).status_code == 404
+
+
+def test_a_crm_refusing_the_bridges_token_is_502_naming_the_setting(environ, redis, crm_headers):
+    app = create_app(load_settings({**environ, "TOURWELL_API_TOKEN": "revoked"}), redis)
+
+    response = app.test_client().post(f"{API}/17/issue", headers=crm_headers)
+
+    assert response.status_code == 502
+    assert "TOURWELL_API_TOKEN" in response.json["message"]
+
+
+def test_a_crm_that_keeps_failing_is_503_with_retry_after(client, crm_headers, tourwell):
+    tourwell.state.fail_next("unavailable", count=10)
+
+    response = issue(client, crm_headers)
+
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
+
+
+def test_redis_unavailable_is_503_and_nothing_is_sent(environ, crm_headers, finan):
+    dead = redis_lib.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    app = create_app(load_settings(environ), dead)
+
+    response = app.test_client().post(f"{API}/17/issue", headers=crm_headers)
+
+    assert response.status_code == 503
+    assert response.json["success"] is False
+    assert finan_puts(finan) == []
+    assert app.test_client().get("/readyz").status_code == 503
+
+
+# --- the content layer ---
+
+
+def test_a_repeated_issue_sends_nothing_and_answers_201(client, crm_headers, finan):
+    first = issue(client, crm_headers)
+    second = issue(client, crm_headers)
+
+    assert second.status_code == 201
+    assert second.json["data"] == first.json["data"]
+    assert len(finan_puts(finan)) == 1
+
+
+def test_an_update_that_changes_nothing_sends_nothing_and_answers_200(client, crm_headers, finan):
+    issue(client, crm_headers)
+
+    response = client.put(f"{API}/17", headers=crm_headers, json={})
+
+    assert response.status_code == 200
+    assert len(finan_puts(finan)) == 1
+
+
+def test_the_bridges_own_write_back_echoed_as_an_update_sends_nothing(client, crm_headers, finan):
+    data = issue(client, crm_headers).json["data"]
+    echo = {"total_amount": data["total_amount"], "lookup_url": "https://finan.example/x"}
+
+    response = client.put(f"{API}/17", headers=crm_headers, json=echo)
+
+    assert response.status_code == 200
+    assert response.json["data"]["lookup_url"] == "https://finan.example/x"
+    assert len(finan_puts(finan)) == 1
+
+
+# --- the request layer: Idempotency-Key ---
+
+
+def test_the_same_key_and_body_replays_the_stored_response(client, crm_headers, finan):
+    headers = {**crm_headers, "Idempotency-Key": "k-1"}
+    first = client.put(f"{API}/17", headers=headers, json={"note": "a"})  # 409: not stored
+    assert first.status_code == 409
+    issued = issue(client, headers)
+    replay = issue(client, headers)
+
+    assert issued.status_code == replay.status_code == 201
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in issued.headers
+    assert replay.json == issued.json
+    assert len(finan_puts(finan)) == 1
+
+
+def test_the_same_key_with_another_body_is_422(client, crm_headers):
+    headers = {**crm_headers, "Idempotency-Key": "k-2"}
+    issue(client, headers, 18, json=sample_invoices()[18])
+    other = json.loads(json.dumps(sample_invoices()[18]))
+    other["code"] = "HD999"
+
+    response = issue(client, headers, 18, json=other)
+
+    assert response.status_code == 422
+    assert "Idempotency-Key" in response.json["errors"]
+
+
+def test_failures_are_not_stored_so_the_key_can_be_retried(client, crm_headers, finan):
+    headers = {**crm_headers, "Idempotency-Key": "k-3"}
+    finan.state.fail_next("unavailable", count=10)
+    assert issue(client, headers).status_code == 503
+    finan.state.fail_next("unavailable", count=0)
+
+    response = issue(client, headers)
+
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers
+
+
+def test_keys_are_scoped_by_caller_token(client, crm_headers):
+    issue(client, {**crm_headers, "Idempotency-Key": "shared"})
+
+    response = issue(client, {"Authorization": f"Bearer {OTHER_CRM_TOKEN}", "Idempotency-Key": "shared"})
+
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers
+
+
+def test_a_key_in_flight_is_409_with_retry_after(app, crm_headers, finan):
+    finan.state.fail_next("hang", delay=1.5)
+    headers = {**crm_headers, "Idempotency-Key": "slow"}
+    answers = {}
+    first = threading.Thread(
+        target=lambda: answers.setdefault("first", app.test_client().post(f"{API}/17/issue", headers=headers))
+    )
+    first.start()
+    deadline = threading.Event()
+    for _ in range(50):  # wait until the first request holds the key
+        if any(r["method"] == "PUT" for r in finan.state.requests):
+            break
+        deadline.wait(0.05)
+
+    second = app.test_client().post(f"{API}/17/issue", headers=headers)
+    first.join()
+
+    assert second.status_code == 409
+    assert "Retry-After" in second.headers
+    assert answers["first"].status_code == 201
+
+
+# --- the concurrency promise ---
+
+
+def test_20_identical_issues_at_once_make_one_finan_request(settings, redis, finan):
+    from bridge.sandbox.loopback import LoopbackServer
+
+    import requests
+
+    app = create_app(settings, redis)
+    barrier = threading.Barrier(20)
+    statuses: list[int] = []
+
+    def send(url: str) -> None:
+        barrier.wait()
+        response = requests.post(
+            f"{url}{API}/17/issue", headers={"Authorization": f"Bearer {CRM_TOKEN}"}, timeout=30
+        )
+        statuses.append(response.status_code)
+
+    with LoopbackServer(app) as server:
+        threads = [threading.Thread(target=send, args=(server.url,)) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert len(statuses) == 20
+    assert set(statuses) <= {201, 409}
+    assert 201 in statuses
+    assert len(finan_puts(finan)) == 1
