@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from bridge.errors import MalformedJSON, Unauthorized, UnsupportedMediaType, Unprocessable
+from bridge.errors import MalformedJSON, Unauthorized, Unprocessable, UnsupportedMediaType
 from bridge.idempotency import caller_scope, request_fingerprint
 from bridge.operations import Outcome
 from schemas.bridge import success_schema

@@ -77,9 +77,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     return app
 
 
-def error_response(
-    status: int, message: str, errors: dict[str, Any] | None = None
-) -> Response:
+def error_response(status: int, message: str, errors: dict[str, Any] | None = None) -> Response:
     response = jsonify({"success": False, "message": message, "errors": errors or {}})
     response.status_code = status
     return response

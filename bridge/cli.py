@@ -49,8 +49,16 @@ def serve(host: str, port: int, config_path: str) -> None:
         embedded_redis.ensure_server(settings.data_dir)
     os.execv(
         sys.executable,
-        [sys.executable, "-m", "gunicorn", "--config", config_path,
-         "--bind", f"{host}:{port}", "bridge.wsgi:app"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            config_path,
+            "--bind",
+            f"{host}:{port}",
+            "bridge.wsgi:app",
+        ],
     )
 
 

@@ -94,7 +94,9 @@ class InvoiceOperations:
                     "send an update (PUT /api/v1/invoices/{id}) instead"
                 )
             record.code = invoice.get("code")
-            return self._send(record, body, ISSUED, Outcome(201, "Invoice issued successfully", record))
+            return self._send(
+                record, body, ISSUED, Outcome(201, "Invoice issued successfully", record)
+            )
 
     def update(self, invoice_id: int, fields: dict[str, Any]) -> Outcome:
         """Pull the CRM's current invoice, lay the update fields over it, and send it."""
@@ -113,7 +115,9 @@ class InvoiceOperations:
             if record.fingerprint == fingerprint(body):
                 self._records.save(record)
                 return Outcome(200, "Invoice unchanged; nothing sent to Finan", record)
-            return self._send(record, body, ISSUED, Outcome(200, "Invoice updated successfully", record))
+            return self._send(
+                record, body, ISSUED, Outcome(200, "Invoice updated successfully", record)
+            )
 
     def cancel(self, invoice_id: int, cancel_note: str | None) -> Outcome:
         """Finan has no cancel: send the last accepted body emptied of anything to collect."""

@@ -18,7 +18,9 @@ GOOD = {
     "PROVIDER_BASE_URL": "https://api.finan.example/open",
     "PROVIDER_CLIENT_ID": "client",
     "PROVIDER_SECRET_KEY": "very-secret-value",
-    "PROVIDER_TAX_IDS": "10=9497360a-9e04-4967-9ed1-7e29cf36ef7a,0=11111111-1111-4111-8111-111111111111",
+    "PROVIDER_TAX_IDS": (
+        "10=9497360a-9e04-4967-9ed1-7e29cf36ef7a,0=11111111-1111-4111-8111-111111111111"
+    ),
 }
 
 
@@ -44,16 +46,29 @@ def test_defaults_fill_every_optional_setting():
 
 def test_every_variable_of_the_design_is_in_the_table():
     design = {
-        "REDIS_URL", "BRIDGE_DATA_DIR", "BRIDGE_CRM_TOKENS", "BRIDGE_ADMIN_TOKENS",
-        "TOURWELL_BASE_URL", "TOURWELL_API_TOKEN", "TOURWELL_RATE_LIMIT_PER_MIN",
-        "PROVIDER_BASE_URL", "PROVIDER_CLIENT_ID", "PROVIDER_SECRET_KEY", "PROVIDER_TAX_IDS",
-        "PROVIDER_PAYMENT_CONFIG", "PROVIDER_DUE_DAYS", "PROVIDER_LOOKUP_URL_TEMPLATE",
-        "BRIDGE_IDEMPOTENCY_TTL", "BRIDGE_ENCRYPTION_KEY",
+        "REDIS_URL",
+        "BRIDGE_DATA_DIR",
+        "BRIDGE_CRM_TOKENS",
+        "BRIDGE_ADMIN_TOKENS",
+        "TOURWELL_BASE_URL",
+        "TOURWELL_API_TOKEN",
+        "TOURWELL_RATE_LIMIT_PER_MIN",
+        "PROVIDER_BASE_URL",
+        "PROVIDER_CLIENT_ID",
+        "PROVIDER_SECRET_KEY",
+        "PROVIDER_TAX_IDS",
+        "PROVIDER_PAYMENT_CONFIG",
+        "PROVIDER_DUE_DAYS",
+        "PROVIDER_LOOKUP_URL_TEMPLATE",
+        "BRIDGE_IDEMPOTENCY_TTL",
+        "BRIDGE_ENCRYPTION_KEY",
     }
     assert set(SETTINGS_TABLE) == design
 
 
-@pytest.mark.parametrize("variable", [v for v, (_, _, required) in SETTINGS_TABLE.items() if required])
+@pytest.mark.parametrize(
+    "variable", [v for v, (_, _, required) in SETTINGS_TABLE.items() if required]
+)
 def test_a_missing_required_setting_is_named(variable):
     environ = {k: v for k, v in GOOD.items() if k != variable}
     with pytest.raises(ConfigError) as caught:
@@ -122,7 +137,10 @@ def test_bridge_refuses_to_start_and_names_the_setting(command, variable, value,
 
     result = subprocess.run(
         [sys.executable, "-m", "bridge", command],
-        env=environ, capture_output=True, text=True, timeout=60,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 2

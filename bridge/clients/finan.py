@@ -98,9 +98,7 @@ class FinanClient:
             return FinanAnswer(code=code, message=message, data=envelope.get("data") or {})
         if kind == "client":
             hint = (
-                "; check PROVIDER_CLIENT_ID and PROVIDER_SECRET_KEY"
-                if status in (401, 403)
-                else ""
+                "; check PROVIDER_CLIENT_ID and PROVIDER_SECRET_KEY" if status in (401, 403) else ""
             )
             raise ProviderRejected(
                 f"Finan rejected the invoice: {message} (code {code}){hint}",

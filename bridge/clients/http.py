@@ -53,7 +53,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 _backoff = wait_exponential_jitter(
-    initial=BACKOFF_INITIAL_SECONDS, max=BACKOFF_MAX_SECONDS, jitter=BACKOFF_JITTER_SECONDS
+    multiplier=BACKOFF_INITIAL_SECONDS, max=BACKOFF_MAX_SECONDS, jitter=BACKOFF_JITTER_SECONDS
 )
 
 

@@ -40,9 +40,7 @@ class TourwellClient:
             "Accept": "application/json",
         }
         token_id = hashlib.sha256(settings.tourwell_api_token.encode()).hexdigest()[:16]
-        self._limiter = CrmRateLimiter(
-            connection, settings.tourwell_rate_limit_per_min, token_id
-        )
+        self._limiter = CrmRateLimiter(connection, settings.tourwell_rate_limit_per_min, token_id)
         self._attempts = attempts
         self._sessions = ThreadLocalSession()
 
@@ -52,7 +50,9 @@ class TourwellClient:
         try:
             payload = response.json()
         except ValueError as exc:
-            raise CrmFailed(f"the CRM answered invoice {invoice_id} with a body that is not JSON") from exc
+            raise CrmFailed(
+                f"the CRM answered invoice {invoice_id} with a body that is not JSON"
+            ) from exc
         if not isinstance(payload, dict):
             raise CrmFailed(f"the CRM answered invoice {invoice_id} with unexpected JSON")
         return payload
@@ -61,9 +61,7 @@ class TourwellClient:
         """``PUT /api/v1/invoices/{id}``: record an outcome (note, total, lookup_url) in the CRM."""
         self._call("PUT", f"/api/v1/invoices/{invoice_id}", invoice_id, json=fields)
 
-    def _call(
-        self, method: str, path: str, invoice_id: int, json: Any = None
-    ) -> requests.Response:
+    def _call(self, method: str, path: str, invoice_id: int, json: Any = None) -> requests.Response:
         def attempt() -> requests.Response:
             self._limiter.acquire(MAX_RATE_LIMIT_WAIT_SECONDS)
             try:

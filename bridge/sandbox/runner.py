@@ -34,7 +34,9 @@ FINAN_PREFIX = "/open"  # like Finan's real base URL: the prefix is not part of 
 READY_TIMEOUT_SECONDS = 30.0
 
 
-def sandbox_environment(bridge_url: str, crm_url: str, finan_url: str, data_dir: Path) -> dict[str, str]:
+def sandbox_environment(
+    bridge_url: str, crm_url: str, finan_url: str, data_dir: Path
+) -> dict[str, str]:
     """The settings a bridge needs to talk to the stand-ins (and nothing else)."""
     return {
         "BRIDGE_DATA_DIR": str(data_dir),
@@ -60,22 +62,35 @@ def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
     update = shlex.quote('{"company_address": "12 Tràng Tiền, Hoàn Kiếm, Hà Nội"}')
     cancel = shlex.quote('{"cancel_note": "Khách đổi lịch khởi hành"}')
     return [
-        ("Issue invoice 17 (the bridge pulls it from the CRM): 201",
-         f"curl -sS -X POST {auth} {api}/17/issue"),
-        ("Issue it again with an Idempotency-Key, twice: the second answer is a replay",
-         f"curl -sS -i -X POST {auth} -H 'Idempotency-Key: demo-17' {api}/17/issue"),
-        ("The same request again: note the header Idempotent-Replayed: true",
-         f"curl -sS -i -X POST {auth} -H 'Idempotency-Key: demo-17' {api}/17/issue"),
-        ("Update invoice 17 (the bridge pulls it and lays the fields over it): 200",
-         f"curl -sS -X PUT {auth} {json_type} -d {update} {api}/17"),
-        ("Cancel invoice 17: 201, 'Invoice Canceled successfully'",
-         f"curl -sS -X POST {auth} {json_type} -d {cancel} {api}/17/cancel"),
-        ("Issue invoice 19, billed in USD and converted to VND",
-         f"curl -sS -X POST {auth} {api}/19/issue"),
-        ("The bridge's record of invoice 19",
-         f"curl -sS {auth} {api}/19"),
-        ("What the stand-in Finan received (signed requests and their outcome)",
-         f"curl -sS {finan_url}/_standin/requests"),
+        (
+            "Issue invoice 17 (the bridge pulls it from the CRM): 201",
+            f"curl -sS -X POST {auth} {api}/17/issue",
+        ),
+        (
+            "Issue it again with an Idempotency-Key, twice: the second answer is a replay",
+            f"curl -sS -i -X POST {auth} -H 'Idempotency-Key: demo-17' {api}/17/issue",
+        ),
+        (
+            "The same request again: note the header Idempotent-Replayed: true",
+            f"curl -sS -i -X POST {auth} -H 'Idempotency-Key: demo-17' {api}/17/issue",
+        ),
+        (
+            "Update invoice 17 (the bridge pulls it and lays the fields over it): 200",
+            f"curl -sS -X PUT {auth} {json_type} -d {update} {api}/17",
+        ),
+        (
+            "Cancel invoice 17: 201, 'Invoice Canceled successfully'",
+            f"curl -sS -X POST {auth} {json_type} -d {cancel} {api}/17/cancel",
+        ),
+        (
+            "Issue invoice 19, billed in USD and converted to VND",
+            f"curl -sS -X POST {auth} {api}/19/issue",
+        ),
+        ("The bridge's record of invoice 19", f"curl -sS {auth} {api}/19"),
+        (
+            "What the stand-in Finan received (signed requests and their outcome)",
+            f"curl -sS {finan_url}/_standin/requests",
+        ),
     ]
 
 
@@ -90,7 +105,9 @@ def _wait_ready(url: str, children: list[subprocess.Popen]) -> None:
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
-    raise SystemExit(f"bridge sandbox: the bridge was not ready within {READY_TIMEOUT_SECONDS:.0f} s")
+    raise SystemExit(
+        f"bridge sandbox: the bridge was not ready within {READY_TIMEOUT_SECONDS:.0f} s"
+    )
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
@@ -109,12 +126,16 @@ def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_di
     redis.Redis.from_url(embedded_redis.ensure_server(data_dir)).flushdb()
 
     crm = LoopbackServer(
-        create_tourwell_app(token=TOURWELL_TOKEN, invoices=sample_invoices(), rate_limit_per_min=60),
-        host=host, port=crm_port,
+        create_tourwell_app(
+            token=TOURWELL_TOKEN, invoices=sample_invoices(), rate_limit_per_min=60
+        ),
+        host=host,
+        port=crm_port,
     )
     finan = LoopbackServer(
         create_finan_app(client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, prefix=FINAN_PREFIX),
-        host=host, port=finan_port,
+        host=host,
+        port=finan_port,
     )
     crm.start()
     finan.start()
@@ -148,7 +169,7 @@ def _print_banner(bridge_url: str, crm_url: str, finan_url: str, data_dir: Path)
         "",
         "The bridge sandbox is running.",
         f"  bridge           {bridge_url}   (CRM token: {CRM_TOKEN})",
-        f"  CRM stand-in     {crm_url}   (sample invoices {', '.join(map(str, sample_invoices()))})",
+        f"  CRM stand-in     {crm_url}   (invoices {', '.join(map(str, sample_invoices()))})",
         f"  Finan stand-in   {finan_url}{FINAN_PREFIX}",
         f"  embedded Redis   {embedded_redis.socket_url(data_dir)}",
         "",

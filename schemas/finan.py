@@ -1,0 +1,188 @@
+"""Schemas for Finan's side: the update-invoice request body and the response envelope.
+
+``encode_request`` produces the exact bytes that are signed, sent and fingerprinted, so
+everything about them is deterministic: field order is the schema's declaration order,
+JSON is compact, and money is a JSON number (an integer when whole).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, pre_load
+
+TAX_TYPES = ("price_excluding_tax", "price_including_tax", "tax_not_applicable")
+
+
+class FinanTime(fields.Field):
+    """Dumps an aware datetime as Finan writes it: UTC, milliseconds, ``Z``."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            # A naive time here is a bug upstream; guessing its zone would shift the due date.
+            raise ValueError(f"{attr}: naive datetime {value!r}; the mapping gives aware UTC")
+        text = value.astimezone(UTC).isoformat(timespec="milliseconds")
+        return text.replace("+00:00", "Z")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError("expected an ISO 8601 time string")
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValidationError(f"{value!r} is not an ISO 8601 time") from None
+        return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+
+
+class JsonMoney(fields.Field):
+    """A Decimal amount as a JSON number: ``int`` when whole (VND), else ``float``."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+        if not number.is_finite():
+            raise ValueError(f"{attr}: {value!r} is not a finite amount")
+        return int(number) if number == number.to_integral_value() else float(number)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValidationError("expected a number")
+        try:
+            number = Decimal(str(value))
+        except ArithmeticError:
+            raise ValidationError(f"{value!r} is not a number") from None
+        if not number.is_finite():
+            raise ValidationError(f"{value!r} is not a finite number")
+        return number
+
+
+# --- request: PUT /api/v1/invoice/update-invoice/{id} -------------------------------------
+
+
+class TaxSchema(Schema):
+    name = fields.String(required=True)
+    tax_id = fields.String(required=True)  # a uuid; validated once, in PROVIDER_TAX_IDS
+    rate = fields.Integer(required=True)
+
+
+class ItemSchema(Schema):
+    name = fields.String(required=True)
+    price = JsonMoney(required=True)
+    quantity = fields.Integer(required=True)
+    taxes = fields.List(fields.Nested(TaxSchema), required=True)
+
+
+class CustomerSchema(Schema):
+    name = fields.String(required=True)
+    phone = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+
+    @post_dump
+    def _omit_unknown_values(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # Finan's body documents no nulls: a value we don't know is left out, not sent as null.
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class DiscountSchema(Schema):
+    is_rate = fields.Boolean(required=True)
+    value = fields.Integer(required=True)
+
+
+class UpdateInvoiceRequestSchema(Schema):
+    value_at = FinanTime(required=True)
+    due_at = FinanTime(required=True)
+    reference_code = fields.String(required=True)
+    tax_type = fields.String(required=True)
+    items = fields.List(fields.Nested(ItemSchema), required=True)
+    customer = fields.Nested(CustomerSchema, required=True)
+    payment_config = fields.List(fields.String(), required=True)
+    discounts = fields.List(fields.Nested(DiscountSchema), required=True)
+
+
+def encode_request(body: dict[str, Any]) -> bytes:
+    """The exact bytes to sign and send for a mapped body (compact UTF-8 JSON)."""
+    dumped = UpdateInvoiceRequestSchema().dump(body)
+    text = json.dumps(dumped, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8")
+
+
+def decode_request(raw: bytes | str) -> dict[str, Any]:
+    """A body ``encode_request`` produced, back as Python values (e.g. a record's last body).
+
+    ``encode_request(decode_request(encode_request(body)))`` gives the same bytes again.
+    Raises ``ValueError`` when ``raw`` is not such a body: it is the bridge's own data.
+    """
+    try:
+        return UpdateInvoiceRequestSchema().load(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise ValueError(f"not an update-invoice body the bridge encoded: {exc}") from exc
+
+
+# --- response envelope --------------------------------------------------------------------
+
+
+class FinanSchema(Schema):
+    """Base of the response schemas: Finan may add fields; we read only what we use."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+def _optional(field: type[fields.Field]) -> fields.Field:
+    return field(load_default=None, allow_none=True)
+
+
+class MessageSchema(FinanSchema):
+    content = _optional(fields.Raw)
+
+
+class ContactInfoSchema(FinanSchema):
+    contact_name = _optional(fields.String)
+    contact_number = _optional(fields.String)
+
+
+class InvoiceDataSchema(FinanSchema):
+    id = _optional(fields.String)
+    order_code = _optional(fields.String)
+    system_code = _optional(fields.String)
+    value_at = _optional(FinanTime)
+    due_at = _optional(FinanTime)
+    created_at = _optional(FinanTime)
+    total_amount = _optional(JsonMoney)
+    tax_amount = _optional(JsonMoney)
+    payment_due_amount = _optional(JsonMoney)
+    contact_info = fields.Nested(ContactInfoSchema, load_default=None, allow_none=True)
+    payment_config = fields.List(fields.String(), load_default=None, allow_none=True)
+
+
+class ResponseEnvelopeSchema(FinanSchema):
+    message = fields.Nested(MessageSchema, load_default=None, allow_none=True)
+    code = fields.Integer(load_default=None, allow_none=True, strict=True)
+    request_id = _optional(fields.String)
+    data = fields.Nested(InvoiceDataSchema, load_default=None, allow_none=True)
+
+    @pre_load
+    def _wrap_plain_message(self, payload: Any, **kwargs: Any) -> Any:
+        # Tolerate a plain-text "message" too: losing Finan's words would hide why it refused.
+        if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+            return {**payload, "message": {"content": payload["message"]}}
+        return payload
+
+
+def code_class(code: int) -> str:
+    """``"success"``, ``"client"`` or ``"server"``: the HTTP class in the code's third digit.
+
+    Anything that isn't a six-digit code counts as ``"server"``: retrying is the safe
+    reading of an answer we can't understand.
+    """
+    if isinstance(code, bool) or not isinstance(code, int) or not 100000 <= code <= 999999:
+        return "server"
+    third_digit = str(code)[2]
+    return {"2": "success", "4": "client"}.get(third_digit, "server")

@@ -1,0 +1,345 @@
+"""Schemas for the Tourwell CRM's side: its invoice (the GET shape) and its operation bodies.
+
+The CRM is loose with types and evolves without notice, so:
+
+- every schema ignores unknown fields (``CrmSchema``; marshmallow does not pass ``unknown``
+  on to nested schemas, so each nested schema subclasses it);
+- every field but the invoice ``id`` is optional and nullable;
+- money, numbers and dates arrive in several forms, and the custom fields below turn each
+  of them into one Python type (``MoneyValue``, ``Decimal``, an aware UTC ``datetime``),
+  so the mapping never sees a string where it wants a number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
+
+from bridge.errors import Unprocessable
+
+# A time the CRM sends without a zone is the agency's wall clock: Vietnam, no DST.
+VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
+
+# Amount strings: a plain number, comma thousands groups (with an optional decimal part),
+# or two or more dot groups ("40.000.000"). A single dot is a decimal point, so "40.000"
+# is forty; grouping is checked so that "1.234,56" is refused instead of misread.
+_PLAIN = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_COMMA_GROUPS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_DOT_GROUPS = re.compile(r"[+-]?\d{1,3}(?:\.\d{3}){2,}")
+
+_DATE_FORMATS = (
+    "ISO 8601 (e.g. 2024-09-05T10:00:00+07:00), YYYY-MM-DD HH:MM[:SS], YYYY-MM-DD, "
+    "DD/MM/YYYY[ HH:MM[:SS]]"
+)
+_DMY_FORMATS = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y")
+
+
+def parse_amount(value: Any) -> Decimal | None:
+    """A CRM number (JSON number or string, maybe with thousands separators) as a Decimal.
+
+    ``None`` and the empty string are "no amount". Raises ``ValueError`` for anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):  # bool is an int subclass: True must not become 1 đồng
+        raise ValueError(f"expected an amount, got {value!r}")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float | Decimal):
+        # str() first: Decimal(0.1) would carry the float's binary noise.
+        number = Decimal(str(value)) if isinstance(value, float) else value
+        if not number.is_finite():
+            raise ValueError(f"expected a finite amount, got {value!r}")
+        return number
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if _PLAIN.fullmatch(text) or _COMMA_GROUPS.fullmatch(text):
+            return Decimal(text.replace(",", ""))
+        if _DOT_GROUPS.fullmatch(text):
+            return Decimal(text.replace(".", ""))
+    raise ValueError(
+        f"{value!r} is not an amount (expected a number or a string like "
+        "'40000000', '40,000,000', '40.000.000' or '1,234.5')"
+    )
+
+
+def _amount_text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")  # "f": never "1E+3"
+
+
+@dataclass(frozen=True)
+class MoneyValue:
+    """An amount in the base currency (VND) and/or the order's foreign currency."""
+
+    base: Decimal | None = None
+    foreign: Decimal | None = None
+
+
+class Money(fields.Field):
+    """Loads every money form the CRM uses into a ``MoneyValue``.
+
+    A number or a string is a base amount; ``{original, forex}`` (price rows) and
+    ``{base, foreign}`` (invoice totals) carry both currencies.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, Mapping):
+            return self._from_object(value)
+        try:
+            base = parse_amount(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        return None if base is None else MoneyValue(base=base)
+
+    @staticmethod
+    def _from_object(value: Mapping[str, Any]) -> MoneyValue:
+        known = {"original", "forex", "base", "foreign"}
+        if value and not known & value.keys():
+            raise ValidationError(
+                "expected an amount or an object with {original, forex} or {base, foreign}"
+            )
+        parsed: dict[str, Decimal | None] = {}
+        problems: dict[str, list[str]] = {}
+        for key in sorted(known & value.keys()):
+            try:
+                parsed[key] = parse_amount(value[key])
+            except ValueError as exc:
+                problems[key] = [str(exc)]
+        if problems:
+            raise ValidationError(problems)
+        base = parsed.get("original")
+        foreign = parsed.get("forex")
+        return MoneyValue(
+            base=base if base is not None else parsed.get("base"),
+            foreign=foreign if foreign is not None else parsed.get("foreign"),
+        )
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        return {"base": _amount_text(value.base), "foreign": _amount_text(value.foreign)}
+
+
+class CrmDecimal(fields.Field):
+    """A number (quantity, period, rate, exchange rate) in any form ``parse_amount`` reads."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return parse_amount(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return _amount_text(value)
+
+
+class CrmString(fields.Field):
+    """Text; whitespace-only is "not given" (None), and a JSON integer is taken as its digits."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # e.g. a phone or a code the CRM sent as a number
+        if not isinstance(value, str):
+            raise ValidationError(f"expected text, got {type(value).__name__}")
+        return value.strip() or None
+
+
+class CrmId(fields.Field):
+    """A positive integer id, as a JSON integer or a string of digits."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValidationError(f"expected a positive integer id, got {value!r}")
+        return value
+
+
+def parse_crm_datetime(value: str) -> datetime | None:
+    """A CRM date string as an aware UTC datetime; None when empty. Raises ``ValueError``."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)  # also takes "YYYY-MM-DD HH:MM" and dates
+    except ValueError:
+        for pattern in _DMY_FORMATS:
+            try:
+                moment = datetime.strptime(text, pattern)
+                break
+            except ValueError:
+                continue
+        else:
+            raise ValueError(f"{value!r} is not a date; accepted: {_DATE_FORMATS}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=VIETNAM_TIME)
+    return moment.astimezone(UTC)
+
+
+class CrmDateTime(fields.Field):
+    """A CRM date or time (see ``parse_crm_datetime``) as an aware UTC datetime."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError(f"expected a date string; accepted: {_DATE_FORMATS}")
+        try:
+            return parse_crm_datetime(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else value.astimezone(UTC).isoformat()
+
+
+# --- the invoice, in the shape of GET /api/v1/invoices/{id} -------------------------------
+
+
+class CrmSchema(Schema):
+    """Base of every CRM schema: the CRM adds fields over time, and that must not break us."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+def _optional(field_class: type[fields.Field], *args: Any) -> fields.Field:
+    return field_class(*args, load_default=None, allow_none=True)
+
+
+def _nested(schema: type[Schema]) -> fields.Field:
+    return fields.Nested(schema, load_default=None, allow_none=True)
+
+
+def _nested_list(schema: type[Schema]) -> fields.Field:
+    return fields.List(fields.Nested(schema), load_default=None, allow_none=True)
+
+
+class CustomerSchema(CrmSchema):
+    id = _optional(CrmId)
+    code = _optional(CrmString)
+    name = _optional(CrmString)
+    phone = _optional(CrmString)  # not in the published shape; used when present
+    email = _optional(CrmString)
+
+
+class ServiceInfoSchema(CrmSchema):
+    id = _optional(CrmId)
+    name = _optional(CrmString)
+    code = _optional(CrmString)
+
+
+class PriceObjectSchema(CrmSchema):
+    title = _optional(CrmString)
+    description = _optional(CrmString)
+
+
+class VatSchema(CrmSchema):
+    value = _optional(CrmDecimal)
+    type = _optional(CrmString)
+    type_label = _optional(CrmString)
+
+
+class PriceSchema(CrmSchema):
+    object = _nested(PriceObjectSchema)
+    unit_price = _optional(Money)
+    quantity = _optional(CrmDecimal)
+    period = _optional(CrmDecimal)
+    unit = _optional(CrmString)
+    vat = _nested(VatSchema)
+    amount_total = _optional(Money)
+    grand_total = _optional(Money)
+    currency = _optional(CrmString)
+
+
+class ServiceSchema(CrmSchema):
+    id = _optional(CrmId)
+    service_info = _nested(ServiceInfoSchema)
+    prices = _nested_list(PriceSchema)
+
+
+class CurrencySchema(CrmSchema):
+    foreign_currency = _optional(CrmString)
+    base_currency = _optional(CrmString)
+    exchange_rate = _optional(CrmDecimal)
+
+
+class OrderInfoSchema(CrmSchema):
+    id = _optional(CrmId)
+    code = _optional(CrmString)
+    customer = _nested(CustomerSchema)
+    services = _nested_list(ServiceSchema)
+    currency = _nested(CurrencySchema)
+    total_discount = _optional(Money)
+    total_payment = _optional(Money)
+
+
+class RequestInfoSchema(CrmSchema):
+    request_at = _optional(CrmDateTime)
+    service_summary = _optional(CrmString)
+    note = _optional(CrmString)
+    tax_code = _optional(CrmString)
+    company_name = _optional(CrmString)
+    company_address = _optional(CrmString)
+    description = _optional(CrmString)
+    forward_email = _optional(CrmString)
+
+
+class InvoiceSchema(CrmSchema):
+    id = CrmId(required=True)
+    code = _optional(CrmString)
+    created_at = _optional(CrmDateTime)
+    total_amount = _optional(Money)
+    order_info = _nested(OrderInfoSchema)
+    request_info = _nested(RequestInfoSchema)
+
+
+def load_invoice(payload: Any) -> dict[str, Any]:
+    """Validate a CRM invoice, given as ``{"data": {...}}`` or as the bare object.
+
+    Raises ``Unprocessable`` with marshmallow's per-field messages when it can't be read.
+    """
+    if isinstance(payload, Mapping) and "data" in payload and "id" not in payload:
+        payload = payload["data"]
+    if not isinstance(payload, Mapping):
+        raise Unprocessable(
+            'the invoice can\'t be read: expected a JSON object (the invoice, or {"data": ...})',
+            errors={"_schema": [f"expected an object, got {type(payload).__name__}"]},
+        )
+    try:
+        return InvoiceSchema().load(payload)
+    except ValidationError as exc:
+        raise Unprocessable(
+            "the invoice can't be read: some fields are missing or malformed",
+            errors=exc.normalized_messages(),
+        ) from exc
+
+
+# --- operation bodies the CRM sends ------------------------------------------------------
+
+
+class UpdateSchema(CrmSchema):
+    """The body of Tourwell's ``PUT /api/v1/invoices/{id}``: flat, every field optional.
+
+    Absent fields stay absent after load, so "not sent" and "sent" can be told apart.
+    """
+
+    total_amount = CrmDecimal(allow_none=True)  # text, maybe "40,000,000"
+    description = CrmString(allow_none=True)
+    note = CrmString(allow_none=True)
+    service_summary = CrmString(allow_none=True)
+    tax_code = CrmString(allow_none=True)
+    company_name = CrmString(allow_none=True)
+    company_address = CrmString(allow_none=True)
+    forward_email = CrmString(allow_none=True)
+    lookup_url = CrmString(allow_none=True)
+
+
+class CancelSchema(CrmSchema):
+    cancel_note = CrmString(allow_none=True, load_default=None)

@@ -1,0 +1,142 @@
+"""The sample invoices are internally consistent and total what Finan will compute.
+
+The recomputation here reads the CRM's values itself (DESIGN.md section 6) and applies
+Finan's arithmetic (section 2) itself, independently of the bridge's mapping and of the
+Finan stand-in, so a sample with a wrong figure can't hide behind shared code.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pytest
+
+from bridge.sandbox.finan_standin import compute_totals
+from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS, sample_invoices
+
+SAMPLES = sample_invoices()
+
+
+def _money(value: Any, exchange_rate: Decimal) -> Decimal:
+    """A CRM amount in VND: a number, a "1,500,000" string or an {original, forex} object."""
+    if isinstance(value, dict):
+        if value.get("original") not in (None, ""):
+            return _money(value["original"], exchange_rate)
+        return Decimal(str(value["forex"])) * exchange_rate
+    return Decimal(str(value).replace(",", ""))
+
+
+def _rows(invoice: dict) -> list[dict]:
+    return [row for service in invoice["order_info"]["services"] for row in service["prices"]]
+
+
+def _rate(row: dict) -> int | None:
+    vat = row.get("vat")
+    return None if vat is None or vat.get("value") is None else int(vat["value"])
+
+
+def _expected_finan_total(invoice: dict) -> Decimal:
+    exchange_rate = Decimal(str(invoice["order_info"]["currency"]["exchange_rate"]))
+    taxed = [row for row in _rows(invoice) if _rate(row) is not None]
+    including = bool(taxed) and all(
+        _money(row["grand_total"], exchange_rate) == _money(row["amount_total"], exchange_rate)
+        for row in taxed
+    )
+    total = Decimal(0)
+    for row in _rows(invoice):
+        amount = _money(row["unit_price"], exchange_rate) * row["quantity"] * (row["period"] or 1)
+        rate = _rate(row) or 0
+        total += amount if including else amount * (100 + rate) / 100
+    total -= _money(invoice["order_info"]["total_discount"]["base"], exchange_rate)
+    return total.quantize(Decimal(1), ROUND_HALF_UP)
+
+
+@pytest.mark.parametrize("invoice_id", sorted(SAMPLES))
+def test_total_amount_is_what_finan_will_compute(invoice_id: int) -> None:
+    invoice = SAMPLES[invoice_id]
+    assert _money(invoice["total_amount"]["base"], Decimal(1)) == _expected_finan_total(invoice)
+
+
+@pytest.mark.parametrize("invoice_id", sorted(SAMPLES))
+def test_rows_follow_the_crm_conventions(invoice_id: int) -> None:
+    invoice = SAMPLES[invoice_id]
+    exchange_rate = Decimal(str(invoice["order_info"]["currency"]["exchange_rate"]))
+    for row in _rows(invoice):
+        amount = _money(row["unit_price"], exchange_rate) * row["quantity"] * (row["period"] or 1)
+        grand = _money(row["grand_total"], exchange_rate)
+        assert _money(row["amount_total"], exchange_rate) == amount, row["object"]["title"]
+        rate = _rate(row) or 0
+        assert grand in (amount, amount * (100 + rate) / 100), row["object"]["title"]
+
+
+@pytest.mark.parametrize("invoice_id", sorted(SAMPLES))
+def test_the_finan_standin_agrees(invoice_id: int) -> None:
+    # A hand-mapped body, just enough for compute_totals: the stand-in's arithmetic and the
+    # one above must agree on every sample.
+    invoice = SAMPLES[invoice_id]
+    exchange_rate = Decimal(str(invoice["order_info"]["currency"]["exchange_rate"]))
+    taxed = [row for row in _rows(invoice) if _rate(row) is not None]
+    including = all(
+        _money(r["grand_total"], exchange_rate) == _money(r["amount_total"], exchange_rate)
+        for r in taxed
+    )
+    body = {
+        "tax_type": "price_including_tax" if including else "price_excluding_tax",
+        "items": [
+            {
+                "price": _money(row["unit_price"], exchange_rate),
+                "quantity": row["quantity"] * (row["period"] or 1),
+                "taxes": [] if _rate(row) is None else [{"rate": _rate(row)}],
+            }
+            for row in _rows(invoice)
+        ],
+        "discounts": [
+            {"is_rate": False, "value": int(invoice["order_info"]["total_discount"]["base"])}
+        ],
+    }
+    total, _tax = compute_totals(body)
+    assert total == _money(invoice["total_amount"]["base"], Decimal(1))
+
+
+def test_ids_and_codes() -> None:
+    assert len(SAMPLES) >= 4
+    for invoice_id, invoice in SAMPLES.items():
+        assert invoice["id"] == invoice_id
+        assert re.fullmatch(r"HD0\d\d", invoice["code"])
+        assert int(invoice["code"][2:]) == invoice_id
+    assert len({invoice["code"] for invoice in SAMPLES.values()}) == len(SAMPLES)
+
+
+def test_the_samples_cover_the_cases_the_mapping_must_handle() -> None:
+    rows = {invoice_id: _rows(invoice) for invoice_id, invoice in SAMPLES.items()}
+    rates = {_rate(row) for all_rows in rows.values() for row in all_rows}
+    assert {10, 8, 0, None} <= rates
+    assert any(inv["order_info"]["total_discount"]["base"] for inv in SAMPLES.values())
+    assert any(
+        inv["order_info"]["currency"]["foreign_currency"] == "USD"
+        and any(row["unit_price"]["original"] is None for row in rows[inv["id"]])
+        for inv in SAMPLES.values()
+    )
+    assert any(
+        all(row["grand_total"] == row["amount_total"] for row in all_rows if _rate(row))
+        for all_rows in rows.values()
+    )
+
+
+def test_every_rate_has_a_tax_id_and_the_ids_are_uuids() -> None:
+    used = {_rate(row) for inv in SAMPLES.values() for row in _rows(inv)} - {None}
+    assert used <= set(SANDBOX_TAX_IDS)
+    for value in (*SANDBOX_TAX_IDS.values(), *SANDBOX_PAYMENT_CONFIG):
+        assert str(uuid.UUID(value)) == value
+    assert len(set(SANDBOX_TAX_IDS.values())) == len(SANDBOX_TAX_IDS)
+
+
+def test_sample_invoices_returns_fresh_copies() -> None:
+    first = sample_invoices()
+    first[17]["request_info"]["note"] = "changed"
+    first[17]["invoice_provider"]["name"] = "changed"
+    assert sample_invoices()[17]["request_info"]["note"] == ""
+    assert sample_invoices()[17]["invoice_provider"]["name"] == "Finan"
