@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # keep envelopes in the order their schemas declare
+    app.json.ensure_ascii = False  # Vietnamese names stay readable in answers and logs
     app.extensions["bridge"] = build_services(settings, connection)
 
     from bridge.api import bp as crm_api

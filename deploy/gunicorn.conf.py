@@ -33,3 +33,7 @@ errorlog = "-"
 loglevel = _env("loglevel", "info")
 # No query strings or headers in the access log: nothing secret can reach it.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+# gunicorn's control socket lives at one fixed path per user: two instances on one machine
+# (a sandbox beside a service, parallel test runs) would fight over it. Nothing uses it.
+control_socket_disable = True

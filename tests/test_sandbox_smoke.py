@@ -1,0 +1,114 @@
+"""``bridge sandbox`` as a user runs it: start it, paste the examples it prints, stop it.
+
+This is the end-to-end check of the whole stack: the console script, gunicorn with
+``deploy/gunicorn.conf.py``, an RQ worker, the embedded Redis, and both stand-ins.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def read_examples(lines: queue.Queue, process: subprocess.Popen) -> list[tuple[str, str]]:
+    """Collect the (comment, command) pairs the banner prints, until 'Press Ctrl-C'."""
+    examples: list[tuple[str, str]] = []
+    comment = ""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1).rstrip("\n")
+        except queue.Empty:
+            assert process.poll() is None, "bridge sandbox exited during start-up"
+            continue
+        if line.startswith("# "):
+            comment = line[2:]
+        elif line.startswith("curl "):
+            examples.append((comment, line))
+        elif line.startswith("Press Ctrl-C"):
+            return examples
+    pytest.fail("bridge sandbox did not print its examples in time")
+
+
+def run(command: str) -> tuple[dict[str, str], dict]:
+    """Run one pasted example; return its response headers (when -i) and JSON body."""
+    out = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    headers: dict[str, str] = {}
+    if out.startswith("HTTP/"):
+        head, _, out = out.partition("\n\n")  # text mode has turned CRLF into LF
+        for line in head.splitlines()[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return headers, json.loads(out)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path):
+    assert shutil.which("curl"), "the sandbox examples use curl: install it (apt-get install curl)"
+    ports = [str(free_port()) for _ in range(3)]
+    data_dir = tmp_path / "sb"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "sandbox", "--port", ports[0], "--crm-port", ports[1],
+         "--finan-port", ports[2], "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()
+    try:
+        yield process, read_examples(lines, process), data_dir
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_the_printed_examples_work_against_a_running_sandbox(sandbox):
+    process, examples, data_dir = sandbox
+    by_what = {what.split(" ")[0] + str(i): command for i, (what, command) in enumerate(examples)}
+    assert len(examples) == 8, by_what
+
+    answers = [run(command) for _, command in examples]
+    (_, issued), (_, keyed), (replay_headers, replay), (_, updated), (_, cancelled) = answers[:5]
+    (_, foreign), (_, record), (_, finan_log) = answers[5:]
+
+    assert issued["success"] is True and issued["data"]["state"] == "issued"
+    assert issued["data"]["total_amount"] == "6325000"
+    assert replay_headers.get("idempotent-replayed") == "true"
+    assert replay == keyed
+    assert updated["data"]["state"] == "issued"
+    assert cancelled["message"] == "Invoice Canceled successfully"
+    assert cancelled["data"]["state"] == "cancelled"
+    assert foreign["data"]["total_amount"] == "40499030"
+    assert record["data"]["invoice_id"] == 19 and record["data"]["state"] == "issued"
+
+    puts = [r for r in finan_log["requests"] if r["method"] == "PUT"]
+    outcomes = [r["outcome"] for r in puts]
+    # issue 17, update 17, cancel 17, issue 19; the repeat issue and the replay sent nothing
+    assert outcomes == ["created", "updated", "updated", "created"], outcomes
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert not (data_dir / "redis.sock").exists()
