@@ -43,12 +43,18 @@ def _message(envelope: dict[str, Any]) -> str:
 
 
 class FinanClient:
-    def __init__(self, settings: Settings, attempts: int = INLINE_ATTEMPTS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        attempts: int = INLINE_ATTEMPTS,
+        timeout: tuple[float, float] = TIMEOUT_SECONDS,
+    ) -> None:
         self._base_url = settings.provider_base_url
         self._auth = FinanAuth(
             settings.provider_client_id, settings.provider_secret_key, settings.provider_base_url
         )
         self._attempts = attempts
+        self._timeout = timeout
         self._sessions = ThreadLocalSession()
 
     def update_invoice(self, provider_invoice_id: str, body: bytes) -> FinanAnswer:
@@ -69,7 +75,7 @@ class FinanClient:
                 data=body,
                 headers={"Content-Type": "application/json"},
                 auth=self._auth,
-                timeout=TIMEOUT_SECONDS,
+                timeout=self._timeout,
             )
         except requests.Timeout as exc:
             raise RetryableAnswer("no answer within the timeout") from exc

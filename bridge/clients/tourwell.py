@@ -32,7 +32,11 @@ MAX_RATE_LIMIT_WAIT_SECONDS = 5.0
 
 class TourwellClient:
     def __init__(
-        self, settings: Settings, connection: redis.Redis, attempts: int = INLINE_ATTEMPTS
+        self,
+        settings: Settings,
+        connection: redis.Redis,
+        attempts: int = INLINE_ATTEMPTS,
+        timeout: tuple[float, float] = TIMEOUT_SECONDS,
     ) -> None:
         self._base_url = settings.tourwell_base_url
         self._headers = {
@@ -42,6 +46,7 @@ class TourwellClient:
         token_id = hashlib.sha256(settings.tourwell_api_token.encode()).hexdigest()[:16]
         self._limiter = CrmRateLimiter(connection, settings.tourwell_rate_limit_per_min, token_id)
         self._attempts = attempts
+        self._timeout = timeout
         self._sessions = ThreadLocalSession()
 
     def get_invoice(self, invoice_id: int) -> dict[str, Any]:
@@ -70,7 +75,7 @@ class TourwellClient:
                     self._base_url + path,
                     headers=self._headers,
                     json=json,
-                    timeout=TIMEOUT_SECONDS,
+                    timeout=self._timeout,
                 )
             except requests.Timeout as exc:
                 raise RetryableAnswer("the CRM did not answer in time") from exc

@@ -1,0 +1,175 @@
+"""The CRM and Finan clients against the stand-ins misbehaving on cue, over real HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from bridge.clients.finan import FinanClient
+from bridge.clients.http import MAX_INLINE_RETRY_AFTER_SECONDS, parse_retry_after
+from bridge.clients.tourwell import TourwellClient
+from bridge.errors import CrmUnavailable, NotFound, ProviderRejected, ProviderUnavailable
+from bridge.mapping import MappingConfig, map_invoice
+from bridge.records import provider_invoice_id
+from bridge.sandbox.samples import sample_invoices
+from schemas.finan import encode_request
+from schemas.tourwell import load_invoice
+
+
+@pytest.fixture
+def body(settings) -> bytes:
+    invoice = load_invoice(sample_invoices()[17])
+    return encode_request(map_invoice(invoice, MappingConfig.from_settings(settings)))
+
+
+@pytest.fixture
+def finan_id(settings) -> str:
+    return provider_invoice_id(settings.tourwell_base_url, 17)
+
+
+def puts(standin) -> list[dict]:
+    return [r for r in standin.state.requests_snapshot() if r["method"] == "PUT"]
+
+
+def gets(standin) -> list[dict]:
+    with standin.state.lock:
+        return [r for r in standin.state.requests if r["method"] == "GET"]
+
+
+# --- Finan ---
+
+
+def test_a_signed_update_is_accepted_with_finans_totals(settings, finan, body, finan_id):
+    answer = FinanClient(settings).update_invoice(finan_id, body)
+
+    assert answer.code == 102001
+    assert str(answer.data["total_amount"]) == "6325000"
+    assert [r["outcome"] for r in puts(finan)] == ["created"]
+
+
+@pytest.mark.parametrize("mode", ["server_error", "server_error_200", "unavailable", "reset"])
+def test_transient_failures_are_retried_onto_the_same_invoice(
+    settings, finan, body, finan_id, mode
+):
+    finan.state.fail_next(mode, count=2)
+
+    answer = FinanClient(settings).update_invoice(finan_id, body)
+
+    assert answer.code == 102001
+    sent = puts(finan)
+    assert len(sent) == 3
+    assert {r["path"] for r in sent} == {f"/api/v1/invoice/update-invoice/{finan_id}"}
+
+
+def test_a_hang_past_the_read_timeout_is_retried(settings, finan, body, finan_id):
+    finan.state.fail_next("hang", delay=1.0)
+
+    answer = FinanClient(settings, timeout=(1.0, 0.3)).update_invoice(finan_id, body)
+
+    assert answer.code in (102000, 102001)
+    assert len(finan.state.invoices) == 1
+
+
+def test_a_client_class_code_is_never_retried(settings, finan, body, finan_id):
+    finan.state.fail_next("client_error", count=3)
+
+    with pytest.raises(ProviderRejected) as caught:
+        FinanClient(settings).update_invoice(finan_id, body)
+
+    assert caught.value.code == 104001
+    assert len(puts(finan)) == 1
+
+
+def test_a_wrong_secret_is_a_rejection_naming_the_settings(settings, finan, body, finan_id):
+    wrong = dataclasses.replace(settings, provider_secret_key="not-the-secret")
+
+    with pytest.raises(ProviderRejected) as caught:
+        FinanClient(wrong).update_invoice(finan_id, body)
+
+    assert "PROVIDER_SECRET_KEY" in caught.value.message
+    assert "not-the-secret" not in caught.value.message
+
+
+def test_finan_down_after_every_try_is_unavailable_with_retry_after(
+    settings, finan, body, finan_id
+):
+    finan.state.fail_next("server_error", count=3)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        FinanClient(settings).update_invoice(finan_id, body)
+
+    assert caught.value.retry_after >= 1
+    assert len(puts(finan)) == 3
+    assert finan.state.invoices == {}
+
+
+def test_finans_retry_after_is_waited_for(settings, finan, body, finan_id):
+    finan.state.fail_next("unavailable", count=1)  # answers Retry-After: 1
+
+    started = time.monotonic()
+    FinanClient(settings).update_invoice(finan_id, body)
+
+    assert time.monotonic() - started >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [(None, None), ("", None), ("7", 7.0), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_forms(header, expected):
+    assert parse_retry_after(header) == expected
+
+
+def test_a_long_retry_after_is_not_waited_for_inline():
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    later = format_datetime(datetime.now(UTC) + timedelta(minutes=5), usegmt=True)
+    assert parse_retry_after(later) > MAX_INLINE_RETRY_AFTER_SECONDS
+
+
+# --- Tourwell ---
+
+
+def test_the_crm_pull_returns_the_invoice(settings, redis, tourwell):
+    payload = TourwellClient(settings, redis).get_invoice(17)
+
+    assert payload["data"]["code"] == sample_invoices()[17]["code"]
+
+
+def test_an_unknown_invoice_is_not_found(settings, redis, tourwell):
+    with pytest.raises(NotFound):
+        TourwellClient(settings, redis).get_invoice(404404)
+
+
+def test_the_crms_429_and_retry_after_are_honoured(settings, redis, tourwell):
+    tourwell.state.fail_next("rate_limited")
+
+    payload = TourwellClient(settings, redis).get_invoice(17)
+
+    assert payload["data"]["id"] == 17
+    assert len(gets(tourwell)) == 2
+
+
+def test_the_rate_limit_is_shared_by_every_client_through_redis(settings, redis, tourwell):
+    limited = dataclasses.replace(settings, tourwell_rate_limit_per_min=3)
+    web, worker = TourwellClient(limited, redis), TourwellClient(limited, redis)
+
+    for client in (web, worker, web):
+        client.get_invoice(17)
+    with pytest.raises(CrmUnavailable) as caught:
+        worker.get_invoice(17)
+
+    assert caught.value.retry_after >= 1
+    assert len(gets(tourwell)) == 3  # the fourth call never reached the CRM
+
+
+def test_a_crm_that_stays_down_is_unavailable(settings, redis, tourwell):
+    tourwell.state.fail_next("unavailable", count=3)
+
+    with pytest.raises(CrmUnavailable):
+        TourwellClient(settings, redis).get_invoice(17)
+
+    assert len(gets(tourwell)) == 3
