@@ -17,8 +17,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from bridge.errors import MalformedJSON, Unauthorized, Unprocessable, UnsupportedMediaType
-from bridge.idempotency import caller_scope, request_fingerprint
+from bridge.errors import (
+    MalformedJSON,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from bridge.idempotency import StoredResponse, caller_scope, request_fingerprint
 from bridge.operations import Outcome
 from schemas.bridge import success_schema
 from schemas.tourwell import CancelSchema, UpdateSchema
@@ -52,8 +58,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def request_body() -> bytes:
+    """The raw body. werkzeug refuses a declared length over MAX_CONTENT_LENGTH itself, but
+    cuts a chunked body at the limit silently: a body that reaches the limit is too large."""
+    raw = request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(raw) >= limit:
+        raise PayloadTooLarge(f"the body is over {limit // (1024 * 1024)} MiB")
+    return raw
+
+
 def read_json(raw: bytes) -> Any | None:
-    """The JSON body, or None when there is none. Size is capped by MAX_CONTENT_LENGTH."""
+    """The JSON body, or None when there is none."""
     if not raw.strip():
         return None
     if request.mimetype != "application/json":
@@ -67,8 +83,7 @@ def read_json(raw: bytes) -> Any | None:
         raise MalformedJSON(f"the body is not valid UTF-8 JSON: {exc}") from None
 
 
-def load_body(schema: Any, raw: bytes) -> dict[str, Any]:
-    payload = read_json(raw)
+def load_body(schema: Any, payload: Any | None) -> dict[str, Any]:
     if payload is None:
         return {}
     try:
@@ -82,32 +97,35 @@ def envelope(outcome: Outcome) -> dict[str, Any]:
 
 
 def crm_operation(view: Callable[..., Outcome]) -> Callable[..., Response]:
-    """Authenticate, read the body, apply the Idempotency-Key, run ``view``, answer."""
+    """Authenticate, read the body, apply the Idempotency-Key, run ``view``, answer.
+
+    ``view`` gets the parsed JSON body (or None) as ``payload``.
+    """
 
     @wraps(view)
     def wrapper(**kwargs: Any) -> Response:
         bridge = services()
         token = bearer_token(bridge.settings.crm_tokens, "CRM")
-        raw = request.get_data(cache=True)
+        raw = request_body()
+        payload = read_json(raw)
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            outcome = view(raw=raw, **kwargs)
+            outcome = view(payload=payload, **kwargs)
             return _answer(outcome.status, envelope(outcome))
 
-        scope = caller_scope(token)
         fingerprint = request_fingerprint(request.method, request.path, raw)
-        stored = bridge.idempotency.claim(scope, key, fingerprint)
-        if stored is not None:
-            response = _answer(stored.status, stored.body)
+        claim = bridge.idempotency.claim(caller_scope(token), key, fingerprint)
+        if isinstance(claim, StoredResponse):
+            response = _answer(claim.status, claim.body)
             response.headers["Idempotent-Replayed"] = "true"
             return response
         try:
-            outcome = view(raw=raw, **kwargs)
+            outcome = view(payload=payload, **kwargs)
         except BaseException:
-            bridge.idempotency.release(scope, key)  # failures are not stored (DESIGN §5)
+            bridge.idempotency.release(claim)  # failures are not stored (DESIGN §5)
             raise
         body = envelope(outcome)
-        bridge.idempotency.store(scope, key, fingerprint, outcome.status, body)
+        bridge.idempotency.store(claim, outcome.status, body)
         return _answer(outcome.status, body)
 
     return wrapper
@@ -121,20 +139,20 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 
 @bp.post("/<int:invoice_id>/issue")
 @crm_operation
-def issue(invoice_id: int, raw: bytes) -> Outcome:
-    return services().operations.issue(invoice_id, read_json(raw))
+def issue(invoice_id: int, payload: Any | None) -> Outcome:
+    return services().operations.issue(invoice_id, payload)
 
 
 @bp.put("/<int:invoice_id>")
 @crm_operation
-def update(invoice_id: int, raw: bytes) -> Outcome:
-    return services().operations.update(invoice_id, load_body(_update_schema, raw))
+def update(invoice_id: int, payload: Any | None) -> Outcome:
+    return services().operations.update(invoice_id, load_body(_update_schema, payload))
 
 
 @bp.post("/<int:invoice_id>/cancel")
 @crm_operation
-def cancel(invoice_id: int, raw: bytes) -> Outcome:
-    fields = load_body(_cancel_schema, raw)
+def cancel(invoice_id: int, payload: Any | None) -> Outcome:
+    fields = load_body(_cancel_schema, payload)
     return services().operations.cancel(invoice_id, fields.get("cancel_note"))
 
 

@@ -86,9 +86,17 @@ class ProviderRejected(BridgeError):
     status = 502
     reason = "provider_rejected"
 
-    def __init__(self, message: str, *, code: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        provider_message: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.code = code
+        self.provider_message = provider_message or message  # Finan's own words
 
 
 class CrmFailed(BridgeError):

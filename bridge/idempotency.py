@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from bridge.errors import IdempotencyKeyReused, InFlight, Unprocessable
+from bridge.operations import IN_FLIGHT_RETRY_AFTER_SECONDS, LOCK_TIMEOUT_SECONDS
 from bridge.redis_connection import idempotency_key
 
-# An in-flight claim outlives the slowest inline operation, and then expires so a process
-# that died mid-request does not block the key for a whole day.
-IN_FLIGHT_TTL_SECONDS = 120
-IN_FLIGHT_RETRY_AFTER_SECONDS = 2
+# An in-flight claim lasts as long as the invoice lock an operation holds, and then expires
+# so a process that died mid-request does not block the key for a whole day.
+IN_FLIGHT_TTL_SECONDS = LOCK_TIMEOUT_SECONDS
 MAX_KEY_LENGTH = 255
 
 # KEYS[1]: the idempotency key. ARGV[1]: the in-flight marker. ARGV[2]: its TTL in ms.
@@ -37,10 +38,32 @@ return false
 """
 
 
+# KEYS[1]: the idempotency key. ARGV[1]: the claim's owner. ARGV[2]: the value to store,
+# or "" to delete the key. ARGV[3]: the TTL in ms. Acts only while the claim is still this
+# owner's: a request that outlived its in-flight TTL must not touch a newer claim.
+_FINISH = """
+local current = redis.call('GET', KEYS[1])
+if not current or cjson.decode(current)['owner'] ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class StoredResponse:
     status: int
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This request holds ``key`` (in scope ``scope``) until it stores or releases it."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    owner: str
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
@@ -59,8 +82,9 @@ class IdempotencyStore:
         self._redis = connection
         self._ttl_ms = ttl_seconds * 1000
         self._claim = connection.register_script(_CLAIM)
+        self._finish = connection.register_script(_FINISH)
 
-    def claim(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
+    def claim(self, scope: str, key: str, fingerprint: str) -> Claim | StoredResponse:
         """Claim ``key`` for this request, or return the response stored under it.
 
         Raises ``InFlight`` while another request holds the key, and
@@ -71,13 +95,14 @@ class IdempotencyStore:
                 f"the Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} printable characters",
                 errors={"Idempotency-Key": ["invalid"]},
             )
-        marker = json.dumps({"state": "in_flight", "fingerprint": fingerprint})
+        owner = secrets.token_hex(16)
+        marker = json.dumps({"state": "in_flight", "fingerprint": fingerprint, "owner": owner})
         existing = self._claim(
             keys=[idempotency_key(scope, key)],
             args=[marker, IN_FLIGHT_TTL_SECONDS * 1000],
         )
         if existing is None:
-            return None
+            return Claim(scope=scope, key=key, fingerprint=fingerprint, owner=owner)
         stored = json.loads(existing)
         if stored["fingerprint"] != fingerprint:
             raise IdempotencyKeyReused(
@@ -92,11 +117,21 @@ class IdempotencyStore:
             )
         return StoredResponse(status=stored["status"], body=stored["body"])
 
-    def store(
-        self, scope: str, key: str, fingerprint: str, status: int, body: dict[str, Any]
-    ) -> None:
-        value = {"state": "done", "fingerprint": fingerprint, "status": status, "body": body}
-        self._redis.set(idempotency_key(scope, key), json.dumps(value), px=self._ttl_ms)
+    def store(self, claim: Claim, status: int, body: dict[str, Any]) -> None:
+        value = {
+            "state": "done",
+            "fingerprint": claim.fingerprint,
+            "owner": claim.owner,
+            "status": status,
+            "body": body,
+        }
+        self._finish_claim(claim, json.dumps(value))
 
-    def release(self, scope: str, key: str) -> None:
-        self._redis.delete(idempotency_key(scope, key))
+    def release(self, claim: Claim) -> None:
+        self._finish_claim(claim, "")
+
+    def _finish_claim(self, claim: Claim, value: str) -> None:
+        self._finish(
+            keys=[idempotency_key(claim.scope, claim.key)],
+            args=[claim.owner, value, self._ttl_ms],
+        )

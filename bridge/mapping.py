@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import phonenumbers
@@ -318,6 +318,14 @@ def finan_totals(body: Mapping[str, Any]) -> tuple[Decimal, Decimal]:
     tax_type = body.get("tax_type")
     if tax_type not in (EXCLUDING, INCLUDING, NOT_APPLICABLE):
         raise ValueError(f"unknown tax_type {tax_type!r}")
+    with localcontext() as exact:
+        # Amounts are capped at 10**15 (schemas.tourwell.MAX_AMOUNT); with this precision
+        # no product or sum of them is ever rounded before the final whole-đồng rounding.
+        exact.prec = 60
+        return _totals(body, tax_type)
+
+
+def _totals(body: Mapping[str, Any], tax_type: str) -> tuple[Decimal, Decimal]:
     total = Decimal(0)
     tax = Decimal(0)
     for item in body.get("items") or []:

@@ -32,6 +32,15 @@ VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
 _PLAIN = re.compile(r"[+-]?\d+(?:\.\d+)?")
 _COMMA_GROUPS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _DOT_GROUPS = re.compile(r"[+-]?\d{1,3}(?:\.\d{3}){2,}")
+# "1.500" is 1.5 to one reader and 1 500 to another (the dot is the thousands separator in
+# Vietnamese). Both sides of the totals check would be misread alike, so refuse it.
+_AMBIGUOUS_DOT = re.compile(r"[+-]?[1-9]\d{0,2}\.\d{3}")  # "0.500" is never thousands
+# Far above any invoice (a quadrillion đồng); keeps every product and sum of the mapping
+# exact within Decimal's precision, and refuses absurd input instead of overflowing.
+MAX_AMOUNT = Decimal(10) ** 15
+# Dates outside these years are typos, and near the calendar's ends adding the due days
+# would overflow.
+MIN_YEAR, MAX_YEAR = 1970, 9000
 
 _DATE_FORMATS = (
     "ISO 8601 (e.g. 2024-09-05T10:00:00+07:00), YYYY-MM-DD HH:MM[:SS], YYYY-MM-DD, "
@@ -45,6 +54,13 @@ def parse_amount(value: Any) -> Decimal | None:
 
     ``None`` and the empty string are "no amount". Raises ``ValueError`` for anything else.
     """
+    number = _parse_number(value)
+    if number is not None and abs(number) >= MAX_AMOUNT:
+        raise ValueError(f"{value!r} is too large to be an amount (limit {MAX_AMOUNT:,})")
+    return number
+
+
+def _parse_number(value: Any) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool):  # bool is an int subclass: True must not become 1 đồng
@@ -61,6 +77,11 @@ def parse_amount(value: Any) -> Decimal | None:
         text = value.strip()
         if not text:
             return None
+        if _AMBIGUOUS_DOT.fullmatch(text):
+            raise ValueError(
+                f"{value!r} is ambiguous: write {text.replace('.', '')!r} or "
+                f"{text.replace('.', ',')!r} for thousands, or drop the trailing zeros"
+            )
         if _PLAIN.fullmatch(text) or _COMMA_GROUPS.fullmatch(text):
             return Decimal(text.replace(",", ""))
         if _DOT_GROUPS.fullmatch(text):
@@ -179,6 +200,8 @@ def parse_crm_datetime(value: str) -> datetime | None:
                 continue
         else:
             raise ValueError(f"{value!r} is not a date; accepted: {_DATE_FORMATS}") from None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValueError(f"{value!r} is outside the years {MIN_YEAR} to {MAX_YEAR}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=VIETNAM_TIME)
     return moment.astimezone(UTC)

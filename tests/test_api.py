@@ -181,6 +181,25 @@ def test_a_body_over_1_mib_is_413(client, crm_headers):
     assert response.json["success"] is False
 
 
+def test_a_chunked_body_over_1_mib_is_413_not_cut_and_parsed(app, crm_headers):
+    import requests
+
+    from bridge.sandbox.loopback import LoopbackServer
+
+    big = json.dumps({"data": {"id": 17, "padding": "x" * (1024 * 1024)}}).encode()
+    chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))  # no Content-Length
+
+    with LoopbackServer(app) as server:
+        response = requests.post(
+            f"{server.url}{API}/17/issue",
+            data=chunks,
+            headers={**crm_headers, "Content-Type": "application/json"},
+            timeout=30,
+        )
+
+    assert response.status_code == 413, response.text
+
+
 def test_a_body_that_is_not_json_is_415(client, crm_headers):
     response = issue(client, crm_headers, data=b"id=17", content_type="text/plain")
     assert response.status_code == 415
@@ -475,6 +494,7 @@ def test_a_key_in_flight_is_409_with_retry_after(app, crm_headers, finan):
     first.join()
 
     assert second.status_code == 409
+    assert "Idempotency-Key" in second.json["message"]  # the request layer, not the lock
     assert "Retry-After" in second.headers
     assert answers["first"].status_code == 201
 
@@ -509,3 +529,68 @@ def test_20_identical_issues_at_once_make_one_finan_request(settings, redis, fin
     assert set(statuses) <= {201, 409}
     assert 201 in statuses
     assert len(finan_puts(finan)) == 1
+
+
+# --- hostile input: a clear 4xx, never a 500 ---
+
+
+def _with(path: list, value) -> dict:
+    invoice = json.loads(json.dumps(sample_invoices()[17]))
+    target = invoice
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return invoice
+
+
+PRICE = ["order_info", "services", 0, "prices", 0]
+
+
+@pytest.mark.parametrize(
+    "invoice",
+    [
+        _with(["total_amount", "base"], "1" + "0" * 30),
+        _with(["total_amount", "base"], 1e308),
+        _with([*PRICE, "quantity"], 10**30),
+        _with([*PRICE, "unit_price", "original"], "1.500"),
+        _with(["request_info", "request_at"], "0001-01-01T00:00:00"),
+        _with(["request_info", "request_at"], "9999-12-31 23:59:59"),
+        _with(["order_info", "services"], "not a list"),
+        _with(["id"], "seventeen"),
+    ],
+    ids=["huge-total", "1e308", "huge-quantity", "ambiguous-dot", "year-1", "year-9999",
+         "services-not-a-list", "id-not-a-number"],
+)  # fmt: skip
+def test_hostile_invoices_are_422_and_nothing_is_sent(client, crm_headers, finan, invoice):
+    response = issue(client, crm_headers, 17, json=invoice)
+
+    assert response.status_code == 422, response.json
+    assert response.json["success"] is False and response.json["errors"]
+    assert finan_puts(finan) == []
+
+
+@pytest.mark.parametrize("payload", [[], "text", 17, None, {"data": []}])
+def test_an_issue_body_that_is_not_an_invoice_object_is_422(client, crm_headers, payload):
+    response = issue(
+        client, crm_headers, 17, data=json.dumps(payload), content_type="application/json"
+    )
+    assert response.status_code in (201, 422)  # JSON null is "no invoice": the bridge pulls
+    assert (response.status_code == 201) == (payload is None)
+
+
+def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converges(
+    client, crm_headers, finan, monkeypatch
+):
+    import bridge.operations
+
+    monkeypatch.setattr(bridge.operations, "LOCK_TIMEOUT_SECONDS", 1)
+    finan.state.fail_next("hang", delay=1.5)  # Finan answers after the lock has expired
+
+    late = issue(client, crm_headers)
+
+    assert late.status_code == 503
+    assert "lost its lock" in late.json["message"]
+    assert client.get(f"{API}/17", headers=crm_headers).status_code == 404  # nothing saved
+    repeat = issue(client, crm_headers)
+    assert repeat.status_code == 201
+    assert len(finan.state.invoices) == 1  # both PUTs landed on the one derived id

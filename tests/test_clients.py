@@ -25,6 +25,11 @@ def body(settings) -> bytes:
 
 
 @pytest.fixture
+def body_bytes(body) -> bytes:
+    return body
+
+
+@pytest.fixture
 def finan_id(settings) -> str:
     return provider_invoice_id(settings.tourwell_base_url, 17)
 
@@ -173,3 +178,73 @@ def test_a_crm_that_stays_down_is_unavailable(settings, redis, tourwell):
         TourwellClient(settings, redis).get_invoice(17)
 
     assert len(gets(tourwell)) == 3
+
+
+# --- how Finan's answers are classified (a canned server answers exactly as told) ---
+
+
+@pytest.fixture
+def canned(settings):
+    """A loopback server that answers every request with one fixed response, and counts."""
+    from flask import Flask, Response
+
+    from bridge.sandbox.loopback import LoopbackServer
+
+    app = Flask("canned-finan")
+    app.config.update(status=200, body="{}", hits=0)
+
+    @app.put("/<path:anything>")
+    def answer(anything: str) -> Response:
+        app.config["hits"] += 1
+        return Response(
+            app.config["body"], status=app.config["status"], mimetype="application/json"
+        )
+
+    with LoopbackServer(app) as server:
+        yield app.config, dataclasses.replace(settings, provider_base_url=server.url)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "hits"),
+    [
+        (401, '{"message": "Unauthorized"}', 1),  # no code: the HTTP status decides
+        (500, '{"code": 104001, "message": {"content": "bad tax"}}', 1),  # the code decides
+        (400, "<html>Bad Request</html>", 1),
+    ],
+)
+def test_client_class_answers_are_rejections_sent_once(canned, body_bytes, status, body, hits):
+    config, settings = canned
+    config.update(status=status, body=body)
+
+    with pytest.raises(ProviderRejected) as caught:
+        FinanClient(settings).update_invoice("a" * 8, body_bytes)
+
+    assert config["hits"] == hits
+    assert ("PROVIDER_SECRET_KEY" in caught.value.message) == (status == 401)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(502, "<html>Bad Gateway</html>"), (200, "not json"), (200, '{"code": 105000}')],
+)
+def test_server_class_and_unreadable_answers_are_retried(canned, body_bytes, status, body):
+    config, settings = canned
+    config.update(status=status, body=body)
+
+    with pytest.raises(ProviderUnavailable):
+        FinanClient(settings).update_invoice("a" * 8, body_bytes)
+
+    assert config["hits"] == 3
+
+
+def test_a_success_with_odd_fields_the_bridge_does_not_use_is_a_success(canned, body_bytes):
+    config, settings = canned
+    config.update(
+        body='{"code": 102000, "data": {"order_code": "HD9", "total_amount": 100, '
+        '"created_at": "", "contact_info": {"contact_number": 912345678}}}'
+    )
+
+    answer = FinanClient(settings).update_invoice("a" * 8, body_bytes)
+
+    assert answer.data["order_code"] == "HD9"
+    assert config["hits"] == 1

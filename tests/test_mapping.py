@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -426,6 +427,12 @@ QUANTITIES = st.integers(0, 50).flatmap(
 PERIODS = st.sampled_from([None, 0, 1, 2, 3, None, 0, 1, 2, HALF])
 
 
+def crm_text(amount: Decimal) -> str:
+    """An amount as the CRM writes it, never in the ambiguous one-dot-three-digits form."""
+    text = format(amount, "f")
+    return text + "0" if re.fullmatch(r"-?[1-9]\d{0,2}\.\d{3}", text) else text
+
+
 @st.composite
 def generated_invoice(draw):
     """A CRM invoice and whether it is consistent (so mapping must succeed)."""
@@ -439,7 +446,7 @@ def generated_invoice(draw):
             price = Decimal(unit_price["original"].replace(",", ""))
         else:  # foreign only: cents times the rate, fractional đồng allowed
             forex = Decimal(draw(st.integers(1, 100_000))) / 100
-            unit_price, price = {"original": None, "forex": str(forex)}, forex * exchange_rate
+            unit_price, price = {"original": None, "forex": crm_text(forex)}, forex * exchange_rate
         units = quantity * (period or 1)
         mappable &= units == int(units)
         amount = price * units
@@ -449,11 +456,11 @@ def generated_invoice(draw):
             {
                 "object": {"title": "row"},
                 "unit_price": unit_price,
-                "quantity": str(quantity),
-                "period": None if period is None else str(period),
+                "quantity": crm_text(quantity),
+                "period": None if period is None else crm_text(period),
                 "vat": {"value": rate},
-                "amount_total": {"original": str(amount)},
-                "grand_total": {"original": str(grand)},
+                "amount_total": {"original": crm_text(amount)},
+                "grand_total": {"original": crm_text(grand)},
             }
         )
     discount = draw(st.integers(0, 200_000))

@@ -84,31 +84,34 @@ class FinanClient:
         return self._classify(response)
 
     def _classify(self, response: requests.Response) -> FinanAnswer:
+        """Finan's envelope code decides when there is one; otherwise the HTTP status does."""
         status = response.status_code
-        if status == 429 or status >= 500:
-            raise RetryableAnswer(
-                f"HTTP {status}", retry_after=_retry_after(response.headers.get("Retry-After"))
-            )
+        retry_after = _retry_after(response.headers.get("Retry-After"))
         try:
             envelope = _envelope_schema.load(response.json())
-        except (ValueError, ValidationError) as exc:
-            if 400 <= status < 500:
-                raise ProviderRejected(
-                    f"Finan refused the request with HTTP {status} and no readable body"
-                ) from exc
-            raise RetryableAnswer(f"HTTP {status} with an unreadable body") from exc
+        except (ValueError, ValidationError):
+            envelope = {}
+        code, message = envelope.get("code"), _message(envelope)
+        if status == 429:
+            raise RetryableAnswer("HTTP 429 (rate limited)", retry_after=retry_after)
+        if code is not None:
+            kind = code_class(code)
+        elif 400 <= status < 500:
+            kind = "client"
+        else:  # a 5xx, or a 2xx we can't read: the same PUT again is safe (derived id)
+            raise RetryableAnswer(f"HTTP {status} with no readable code", retry_after=retry_after)
 
-        code, message = envelope["code"], _message(envelope)
-        kind = code_class(code)
         if kind == "success":
             return FinanAnswer(code=code, message=message, data=envelope.get("data") or {})
         if kind == "client":
             hint = (
                 "; check PROVIDER_CLIENT_ID and PROVIDER_SECRET_KEY" if status in (401, 403) else ""
             )
+            shown = f"{message} (code {code})" if code is not None else f"{message} (HTTP {status})"
             raise ProviderRejected(
-                f"Finan rejected the invoice: {message} (code {code}){hint}",
+                f"Finan rejected the invoice: {shown}{hint}",
                 code=code,
-                errors={"provider": {"code": code, "message": message}},
+                provider_message=message,
+                errors={"provider": {"code": code, "http_status": status, "message": message}},
             )
-        raise RetryableAnswer(f"server-class code {code}: {message}")
+        raise RetryableAnswer(f"server-class code {code}: {message}", retry_after=retry_after)

@@ -18,6 +18,7 @@ from schemas.tourwell import (
     UpdateSchema,
     load_invoice,
     parse_amount,
+    parse_crm_datetime,
 )
 
 
@@ -300,3 +301,29 @@ def test_cancel_note_is_optional():
     }
     with pytest.raises(ValidationError):
         CancelSchema().load({"cancel_note": ["not", "text"]})
+
+
+# --- input that must be refused, not misread or crashed on ---
+
+
+@pytest.mark.parametrize("text", ["1.500", "25.000", "-999.000"])
+def test_one_dot_then_three_digits_is_ambiguous_and_refused(text):
+    with pytest.raises(ValueError, match="ambiguous"):
+        parse_amount(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("0.500", "0.5"), ("1.5", "1.5"), ("1.5000", "1.5")])
+def test_unambiguous_decimals_are_read(text, value):
+    assert parse_amount(text) == Decimal(value)
+
+
+@pytest.mark.parametrize("value", [10**15, "1" + "0" * 30, 1e308, "-1,000,000,000,000,000"])
+def test_absurd_amounts_are_refused(value):
+    with pytest.raises(ValueError, match="too large"):
+        parse_amount(value)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00", "9999-12-31 23:59:59", "01/01/1900"])
+def test_dates_outside_the_sane_years_are_refused(text):
+    with pytest.raises(ValueError, match="outside the years"):
+        parse_crm_datetime(text)
