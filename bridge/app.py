@@ -14,7 +14,8 @@ from werkzeug.exceptions import HTTPException
 from bridge.clients.finan import FinanClient
 from bridge.clients.tourwell import TourwellClient
 from bridge.config import Settings, load_settings
-from bridge.errors import BridgeError
+from bridge.encryption import Cipher
+from bridge.errors import BridgeError, RedisUnavailable
 from bridge.idempotency import IdempotencyStore
 from bridge.mapping import MappingConfig
 from bridge.operations import InvoiceOperations
@@ -27,7 +28,7 @@ MAX_BODY_BYTES = 1024 * 1024  # DESIGN.md section 3: 413 above 1 MiB
 
 # werkzeug's own errors, said the way the rest of the bridge says things.
 _HTTP_MESSAGES = {
-    404: "no such endpoint; see DESIGN.md section 3 for the bridge's API",
+    404: "no such endpoint; the bridge's API is listed in its README",
     405: "this endpoint does not accept that method",
     413: f"the body is over {MAX_BODY_BYTES // 1024} KiB (1 MiB)",
 }
@@ -45,7 +46,7 @@ class Services:
 
 def build_services(settings: Settings, connection: redis.Redis | None = None) -> Services:
     connection = connection or connect(settings)
-    records = RecordStore(connection, settings.tourwell_base_url)
+    records = RecordStore(connection, settings.tourwell_base_url, Cipher(settings.encryption_keys))
     return Services(
         settings=settings,
         redis=connection,
@@ -103,9 +104,9 @@ def _register_error_handlers(app: Flask) -> None:
     def redis_error(exc: redis.RedisError) -> Response:
         # Fail closed: without Redis there are no locks or records, so nothing is sent.
         log.warning("Redis unavailable: %s", type(exc).__name__)
-        response = error_response(503, "the bridge's Redis is unavailable; try again shortly")
-        response.headers["Retry-After"] = "5"
-        return response
+        return bridge_error(
+            RedisUnavailable("the bridge's Redis is unavailable; try again shortly", retry_after=5)
+        )
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

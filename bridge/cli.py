@@ -10,8 +10,18 @@ import click
 
 from bridge.config import ConfigError, Settings, load_settings
 
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 QUEUE_NAME = "bridge"
+# deploy/gunicorn.conf.py: in a source checkout (or an image built from one) it sits beside
+# the package; a regular `pip install` puts a copy under <prefix>/share (setup.cfg).
+GUNICORN_CONFIG_PLACES = (
+    Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py",
+    Path(sys.prefix) / "share" / "tourwell-finan-bridge" / "gunicorn.conf.py",
+)
+
+
+def default_gunicorn_config() -> str:
+    found = next((place for place in GUNICORN_CONFIG_PLACES if place.is_file()), None)
+    return str(found or GUNICORN_CONFIG_PLACES[0])
 
 
 def settings_or_exit() -> Settings:
@@ -35,8 +45,9 @@ def main() -> None:
 @click.option(
     "--config",
     "config_path",
-    default=str(DEPLOY_DIR / "gunicorn.conf.py"),
-    show_default=True,
+    default=default_gunicorn_config,
+    show_default="deploy/gunicorn.conf.py",
+    type=click.Path(exists=True, dir_okay=False),
     help="gunicorn configuration file.",
 )
 def serve(host: str, port: int, config_path: str) -> None:

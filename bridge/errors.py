@@ -40,6 +40,9 @@ class Unauthorized(BridgeError):
     status = 401
     reason = "unauthorized"
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="bridge"'}
+
 
 class NotFound(BridgeError):
     status = 404

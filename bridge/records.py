@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from bridge.encryption import Cipher
 from bridge.redis_connection import record_key
 
 ISSUED = "issued"
@@ -24,7 +25,6 @@ CANCELLED = "cancelled"
 QUEUED = "queued"
 FAILED = "failed"
 DEAD = "dead"
-STATES = (ISSUED, CANCELLED, QUEUED, FAILED, DEAD)
 
 _MONEY_FIELDS = ("total_amount", "tax_amount")
 
@@ -84,13 +84,16 @@ class Record:
 
 
 class RecordStore:
-    def __init__(self, connection: redis.Redis, tourwell_base_url: str) -> None:
+    def __init__(
+        self, connection: redis.Redis, tourwell_base_url: str, cipher: Cipher | None = None
+    ) -> None:
         self._redis = connection
         self._base_url = tourwell_base_url
+        self._cipher = cipher or Cipher(())
 
     def get(self, invoice_id: int) -> Record | None:
         raw = self._redis.get(record_key(invoice_id))
-        return Record.from_json(raw) if raw is not None else None
+        return Record.from_json(self._cipher.open(raw)) if raw is not None else None
 
     def get_or_new(self, invoice_id: int) -> Record:
         return self.get(invoice_id) or Record(
@@ -100,4 +103,4 @@ class RecordStore:
 
     def save(self, record: Record) -> None:
         record.updated_at = now_iso()
-        self._redis.set(record_key(record.invoice_id), record.to_json())
+        self._redis.set(record_key(record.invoice_id), self._cipher.seal(record.to_json()))

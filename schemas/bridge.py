@@ -49,6 +49,4 @@ class ErrorEnvelopeSchema(BridgeSchema):
     errors = fields.Dict(keys=fields.String())
 
 
-record_schema = RecordSchema()
 success_schema = SuccessEnvelopeSchema()
-error_schema = ErrorEnvelopeSchema()

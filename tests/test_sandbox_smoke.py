@@ -112,3 +112,21 @@ def test_the_printed_examples_work_against_a_running_sandbox(sandbox):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert not (data_dir / "redis.sock").exists()
+
+
+def test_a_busy_port_is_named_and_nothing_is_left_running(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "sandbox", "--port", str(free_port()),
+             "--crm-port", busy, "--finan-port", str(free_port()),
+             "--data-dir", str(tmp_path / "sb")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    assert result.returncode != 0
+    assert f"port {busy}" in result.stderr and "--crm-port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "sb" / "redis.sock").exists()

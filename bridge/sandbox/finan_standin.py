@@ -377,6 +377,7 @@ def create_finan_app(
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     state = FinanStandin(client_id, secret, clock)
     app = Flask(__name__)
+    app.json.ensure_ascii = False  # readable Vietnamese in the request log
     app.extensions["finan_standin"] = state
 
     def handle(operation: str, invoice_id: str | None = None) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -121,10 +122,30 @@ def _stop(children: list[subprocess.Popen]) -> None:
             child.kill()
 
 
-def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_dir: Path) -> None:
-    data_dir = Path(data_dir).resolve()
-    redis.Redis.from_url(embedded_redis.ensure_server(data_dir)).flushdb()
+def _check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Fail with the option to change, before anything is started, if a port is taken."""
+    for option, port in ports.items():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                raise SystemExit(
+                    f"bridge sandbox: port {port} on {host} is in use; choose another with "
+                    f"{option} PORT"
+                ) from None
 
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a supervisor's or a test's SIGTERM stops it like Ctrl-C
+
+
+def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_dir: Path) -> None:
+    _check_ports_free(host, {"--port": port, "--crm-port": crm_port, "--finan-port": finan_port})
+    # Ctrl-C must work even when the sandbox was started from a shell that ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    data_dir = Path(data_dir).resolve()
     crm = LoopbackServer(
         create_tourwell_app(
             token=TOURWELL_TOKEN, invoices=sample_invoices(), rate_limit_per_min=60
@@ -137,19 +158,19 @@ def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_di
         host=host,
         port=finan_port,
     )
-    crm.start()
-    finan.start()
-    bridge_url = f"http://{host}:{port}"
-    env = {**os.environ, **sandbox_environment(bridge_url, crm.url, finan.url, data_dir)}
-    env.pop("REDIS_URL", None)  # the sandbox always uses its own embedded Redis
-    command = [sys.executable, "-m", "bridge"]
-    children = [
-        subprocess.Popen([*command, "serve", "--host", host, "--port", str(port)], env=env),
-        subprocess.Popen([*command, "worker"], env=env),
-    ]
-    # SIGTERM (from a supervisor or a test) stops the sandbox the way Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    children: list[subprocess.Popen] = []
     try:
+        redis.Redis.from_url(embedded_redis.ensure_server(data_dir)).flushdb()
+        crm.start()
+        finan.start()
+        bridge_url = f"http://{host}:{port}"
+        env = {**os.environ, **sandbox_environment(bridge_url, crm.url, finan.url, data_dir)}
+        env.pop("REDIS_URL", None)  # the sandbox always uses its own embedded Redis
+        command = [sys.executable, "-m", "bridge"]
+        children += [
+            subprocess.Popen([*command, "serve", "--host", host, "--port", str(port)], env=env),
+            subprocess.Popen([*command, "worker"], env=env),
+        ]
         _wait_ready(bridge_url, children)
         _print_banner(bridge_url, crm.url, finan.url, data_dir)
         while all(child.poll() is None for child in children):

@@ -165,6 +165,7 @@ def create_tourwell_app(
     invoice object of ``GET /api/v1/invoices/{id}``)."""
     state = TourwellStandin(token, invoices, rate_limit_per_min, clock)
     app = Flask(__name__)
+    app.json.ensure_ascii = False  # readable Vietnamese in the request log
     app.extensions["tourwell_standin"] = state
 
     @app.before_request
