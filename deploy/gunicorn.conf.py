@@ -17,9 +17,10 @@ worker_class = "gthread"
 workers = _env("workers", multiprocessing.cpu_count())
 threads = _env("threads", 8)
 
-# The slowest inline operation (a CRM pull, then Finan's three tries with a 10 s read
-# timeout each, plus backoff) stays under a minute; a request past this is stuck.
-timeout = _env("timeout", 90)
+# The slowest inline operation: a CRM pull (three tries of up to 5 s waiting for a
+# rate-limit slot, 3 s connecting and 10 s reading, plus backoff: about 64 s), then Finan
+# (three tries of 3 + 10 s plus backoff: about 49 s). A request past this is stuck.
+timeout = _env("timeout", 150)
 graceful_timeout = _env("graceful_timeout", 30)
 keepalive = _env("keepalive", 5)
 

@@ -12,6 +12,15 @@ import pytest
 import redis as redis_lib
 
 from bridge import embedded_redis
+from bridge.config import SETTINGS_TABLE
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own bridge settings (REDIS_URL chooses the test Redis)."""
+    for variable in SETTINGS_TABLE:
+        if variable != "REDIS_URL":
+            monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture(scope="session")
