@@ -20,12 +20,9 @@ import secrets
 import socket
 import string
 import struct
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -34,6 +31,7 @@ from urllib.parse import quote, urlsplit
 from flask import Flask, Response, jsonify, request
 
 from bridge import signing
+from bridge.sandbox.standin_state import Fault, StandinState, add_control_routes
 from bridge.signing import SignatureError
 
 # Finan's six-digit codes: the third digit is the HTTP class (2 ok, 4 client, else server).
@@ -65,60 +63,30 @@ class InvalidBody(Exception):
         self.field = field
 
 
-@dataclass(frozen=True)
-class _Fault:
-    mode: str
-    delay: float
-
-
-class FinanStandin:
+class FinanStandin(StandinState):
     """The stand-in's memory: invoices by id, a log of every request, queued faults."""
 
+    FAULT_MODES = FAULT_MODES
+
     def __init__(self, client_id: str, secret: str, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
         self.client_id = client_id
         self._secret = secret
-        self.clock = clock
-        self.lock = threading.RLock()
         self.invoices: dict[str, dict[str, Any]] = {}  # id -> {"body": ..., "data": ...}
-        self.requests: list[dict[str, Any]] = []
-        self._faults: deque[_Fault] = deque()
         self._next_order_number = 1
 
     def __repr__(self) -> str:
         return f"FinanStandin(client_id={self.client_id!r}, invoices={len(self.invoices)})"
 
-    def fail_next(self, mode: str, count: int = 1, delay: float = 0.0) -> None:
-        """Make the next ``count`` API requests fail as ``mode`` (one of FAULT_MODES)."""
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}; one of {', '.join(FAULT_MODES)}")
-        if count < 1 or delay < 0:
-            raise ValueError("count must be at least 1 and delay not negative")
-        with self.lock:
-            self._faults.extend(_Fault(mode, float(delay)) for _ in range(count))
-
-    def pending_faults(self) -> list[str]:
-        with self.lock:
-            return [fault.mode for fault in self._faults]
-
     def reset(self) -> None:
         """Forget invoices, the request log and pending faults."""
+        super().reset()
         with self.lock:
             self.invoices.clear()
-            self.requests.clear()
-            self._faults.clear()
             self._next_order_number = 1
 
-    def requests_snapshot(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [dict(entry) for entry in self.requests]
-
-    def take_fault(self) -> _Fault | None:
-        with self.lock:
-            return self._faults.popleft() if self._faults else None
-
-    def log(self, entry: dict[str, Any]) -> None:
-        with self.lock:
-            self.requests.append(entry)
+    def invoices_view(self) -> dict[str, Any]:
+        return {"invoices": {k: dict(v) for k, v in self.invoices.items()}}
 
     def verify(
         self, headers: Mapping[str, str], method: str, path: str, body: bytes, now: float
@@ -352,7 +320,7 @@ def _drop_connection() -> Response:
     return Response(status=500)
 
 
-def _fault_response(fault: _Fault) -> Response:
+def _fault_response(fault: Fault) -> Response:
     if fault.mode == "server_error":
         return _envelope(500, CODE_SERVER_ERROR, "internal server error")
     if fault.mode == "server_error_200":
@@ -472,32 +440,5 @@ def create_finan_app(
     def method_not_allowed(_exc: Exception) -> Response:
         return _envelope(405, CODE_METHOD_NOT_ALLOWED, f"{request.method} not allowed here")
 
-    _add_control_routes(app, state)
+    add_control_routes(app, state)
     return app
-
-
-def _add_control_routes(app: Flask, state: FinanStandin) -> None:
-    @app.get("/_standin/requests")
-    def standin_requests() -> Response:
-        return jsonify({"requests": state.requests_snapshot()})
-
-    @app.get("/_standin/invoices")
-    def standin_invoices() -> Response:
-        with state.lock:
-            return jsonify({"invoices": {k: dict(v) for k, v in state.invoices.items()}})
-
-    @app.post("/_standin/faults")
-    def standin_faults() -> Response | tuple[Response, int]:
-        spec = request.get_json(silent=True) or {}
-        try:
-            state.fail_next(
-                str(spec.get("mode")), int(spec.get("count", 1)), float(spec.get("delay", 0.0))
-            )
-        except (TypeError, ValueError) as exc:
-            return jsonify({"error": str(exc)}), 400
-        return jsonify({"pending": state.pending_faults()})
-
-    @app.post("/_standin/reset")
-    def standin_reset() -> Response:
-        state.reset()
-        return jsonify({"reset": True})

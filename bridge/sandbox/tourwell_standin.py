@@ -15,14 +15,14 @@ import copy
 import hmac
 import json
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+
+from bridge.sandbox.standin_state import StandinState, add_control_routes
 
 FAULT_MODES = ("rate_limited", "unavailable", "hang")
 
@@ -42,14 +42,10 @@ REQUEST_INFO_FIELDS = (
 UPDATE_FIELDS = (*REQUEST_INFO_FIELDS, "total_amount", "lookup_url")
 
 
-@dataclass(frozen=True)
-class _Fault:
-    mode: str
-    delay: float
-
-
-class TourwellStandin:
+class TourwellStandin(StandinState):
     """The stand-in's memory: invoices, a log of every API request, faults, rate window."""
+
+    FAULT_MODES = FAULT_MODES
 
     def __init__(
         self,
@@ -58,55 +54,36 @@ class TourwellStandin:
         rate_limit_per_min: int | None,
         clock: Callable[[], float],
     ) -> None:
+        super().__init__(clock)
         self._token = token
         self._seed = {int(k): copy.deepcopy(v) for k, v in invoices.items()}
         self.rate_limit_per_min = rate_limit_per_min
-        self.clock = clock
-        self.lock = threading.RLock()
         self.invoices: dict[int, dict[str, Any]] = copy.deepcopy(self._seed)
         self.cancelled: dict[int, str | None] = {}  # id -> cancel_note
-        self.requests: list[dict[str, Any]] = []
-        self._faults: deque[_Fault] = deque()
         self._window: deque[float] = deque()  # arrival times of counted requests
 
     def __repr__(self) -> str:
         return f"TourwellStandin(invoices={sorted(self.invoices)})"
 
-    def fail_next(self, mode: str, count: int = 1, delay: float = 0.0) -> None:
-        """Make the next ``count`` API requests fail as ``mode`` (one of FAULT_MODES)."""
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}; one of {', '.join(FAULT_MODES)}")
-        if count < 1 or delay < 0:
-            raise ValueError("count must be at least 1 and delay not negative")
-        with self.lock:
-            self._faults.extend(_Fault(mode, float(delay)) for _ in range(count))
-
-    def pending_faults(self) -> list[str]:
-        with self.lock:
-            return [fault.mode for fault in self._faults]
-
     def reset(self) -> None:
         """Back to the seed invoices; forget the log, faults, cancels and the rate window."""
+        super().reset()
         with self.lock:
             self.invoices = copy.deepcopy(self._seed)
             self.cancelled.clear()
-            self.requests.clear()
-            self._faults.clear()
             self._window.clear()
 
-    def requests_snapshot(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [dict(entry) for entry in self.requests]
+    def invoices_view(self) -> dict[str, Any]:
+        return {
+            "invoices": {str(k): v for k, v in self.invoices.items()},
+            "cancelled": {str(k): v for k, v in self.cancelled.items()},
+        }
 
     def token_ok(self, header: str | None) -> bool:
         scheme, _, presented = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return False
         return hmac.compare_digest(presented.strip().encode(), self._token.encode())
-
-    def take_fault(self) -> _Fault | None:
-        with self.lock:
-            return self._faults.popleft() if self._faults else None
 
     def admit(self) -> int | None:
         """Count one request against the rate limit; ``None`` if admitted, else the
@@ -121,10 +98,6 @@ class TourwellStandin:
                 return max(1, math.ceil(self._window[0] + RATE_WINDOW_SECONDS - now))
             self._window.append(now)
             return None
-
-    def log(self, entry: dict[str, Any]) -> None:
-        with self.lock:
-            self.requests.append(entry)
 
 
 _NOT_JSON = object()
@@ -280,37 +253,5 @@ def create_tourwell_app(
     def method_not_allowed(_exc: Exception) -> Response:
         return _fail(405, f"The {request.method} method is not supported for this route.")
 
-    _add_control_routes(app, state)
+    add_control_routes(app, state)
     return app
-
-
-def _add_control_routes(app: Flask, state: TourwellStandin) -> None:
-    @app.get("/_standin/requests")
-    def standin_requests() -> Response:
-        return jsonify({"requests": state.requests_snapshot()})
-
-    @app.get("/_standin/invoices")
-    def standin_invoices() -> Response:
-        with state.lock:
-            return jsonify(
-                {
-                    "invoices": {str(k): v for k, v in state.invoices.items()},
-                    "cancelled": {str(k): v for k, v in state.cancelled.items()},
-                }
-            )
-
-    @app.post("/_standin/faults")
-    def standin_faults() -> Response | tuple[Response, int]:
-        spec = request.get_json(silent=True) or {}
-        try:
-            state.fail_next(
-                str(spec.get("mode")), int(spec.get("count", 1)), float(spec.get("delay", 0.0))
-            )
-        except (TypeError, ValueError) as exc:
-            return jsonify({"error": str(exc)}), 400
-        return jsonify({"pending": state.pending_faults()})
-
-    @app.post("/_standin/reset")
-    def standin_reset() -> Response:
-        state.reset()
-        return jsonify({"reset": True})
