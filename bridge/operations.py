@@ -102,7 +102,7 @@ class InvoiceOperations:
                     return Outcome(201, "Invoice already issued; nothing changed", record)
                 raise Conflict(
                     f"invoice {invoice_id} is already issued with other content; "
-                    "send an update (PUT /api/v1/invoices/{id}) instead"
+                    f"send an update (PUT /api/v1/invoices/{invoice_id}) instead"
                 )
             record.code = invoice.get("code")
             return self._send(

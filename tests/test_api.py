@@ -259,7 +259,7 @@ def test_a_second_issue_with_different_content_is_409(client, crm_headers, finan
     response = issue(client, crm_headers, 18, json=changed)
 
     assert response.status_code == 409
-    assert "update" in response.json["message"]
+    assert "PUT /api/v1/invoices/18" in response.json["message"]
     assert len(finan_puts(finan)) == 1
 
 
