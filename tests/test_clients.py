@@ -128,11 +128,35 @@ def test_retry_after_forms(header, expected):
 
 
 def test_a_long_retry_after_is_not_waited_for_inline():
-    from datetime import UTC, datetime, timedelta
-    from email.utils import format_datetime
+    from bridge.clients.http import RetryableAnswer, call_with_retries
 
-    later = format_datetime(datetime.now(UTC) + timedelta(minutes=5), usegmt=True)
-    assert parse_retry_after(later) > MAX_INLINE_RETRY_AFTER_SECONDS
+    tries = []
+
+    def busy_for_a_while():
+        tries.append(time.monotonic())
+        raise RetryableAnswer("busy", retry_after=MAX_INLINE_RETRY_AFTER_SECONDS + 30)
+
+    started = time.monotonic()
+    with pytest.raises(RetryableAnswer):
+        call_with_retries(busy_for_a_while, attempts=3)
+
+    assert len(tries) == 1  # gave up at once: the caller answers 503 with Retry-After
+    assert time.monotonic() - started < MAX_INLINE_RETRY_AFTER_SECONDS
+
+
+def test_a_short_retry_after_is_retried_up_to_the_attempts():
+    from bridge.clients.http import RetryableAnswer, call_with_retries
+
+    tries = []
+
+    def blip():
+        tries.append(1)
+        raise RetryableAnswer("blip")
+
+    with pytest.raises(RetryableAnswer):
+        call_with_retries(blip, attempts=3)
+
+    assert len(tries) == 3
 
 
 # --- Tourwell ---

@@ -13,7 +13,7 @@ import requests
 
 from bridge.sandbox.finan_standin import compute_totals, create_finan_app
 from bridge.sandbox.loopback import LoopbackServer
-from bridge.sandbox.samples import sample_invoices
+from bridge.sandbox.samples import FINAN_WORKED_EXAMPLE, sample_invoices
 from bridge.sandbox.tourwell_standin import create_tourwell_app
 from bridge.signing import FinanAuth
 
@@ -21,32 +21,9 @@ CLIENT_ID = "tourwell-bridge"
 SECRET = "finan-secret-2024"
 PREFIX = "/open"
 INVOICE_ID = "f6906b54-edfb-427f-9204-5f74948b33e8"
-VAT10 = "9497360a-9e04-4967-9ed1-7e29cf36ef7a"
+VAT10 = FINAN_WORKED_EXAMPLE["items"][0]["taxes"][0]["tax_id"]
 
-# Finan's own worked example (reference/004): 594,000 total, 60,000 tax.
-WORKED_EXAMPLE = {
-    "value_at": "2024-09-05T16:59:59.999Z",
-    "due_at": "2024-10-05T16:59:59.999Z",
-    "reference_code": "NhanTest",
-    "tax_type": "price_excluding_tax",
-    "items": [
-        {
-            "name": "GTX-4090",
-            "price": 100000,
-            "quantity": 1,
-            "taxes": [{"name": "VAT 10", "tax_id": VAT10, "rate": 10}],
-        },
-        {
-            "name": "GTX-4030",
-            "price": 500000,
-            "quantity": 1,
-            "taxes": [{"name": "VAT 10", "tax_id": VAT10, "rate": 10}],
-        },
-    ],
-    "customer": {"name": "NhanTr10abc"},
-    "payment_config": ["fcefa968-fe00-4d06-a431-53bd001e7f4b"],
-    "discounts": [{"is_rate": True, "value": 10}],
-}
+WORKED_EXAMPLE = FINAN_WORKED_EXAMPLE  # 594,000 total, 60,000 tax
 
 
 def _compact(body: object) -> bytes:
@@ -164,13 +141,18 @@ def test_finan_detail_of_an_unknown_invoice_is_a_client_error(finan: Finan) -> N
     _assert_client_class(response, 404)
 
 
-def test_finan_refuses_a_tampered_body(finan: Finan) -> None:
-    request = requests.Request(
+def _signed_put(finan: Finan) -> requests.PreparedRequest:
+    """A correctly signed update-invoice request, for a test to spoil before sending."""
+    return requests.Request(
         "PUT",
         finan.url(f"/api/v1/invoice/update-invoice/{INVOICE_ID}"),
         data=_compact(WORKED_EXAMPLE),
         auth=finan.session.auth,
     ).prepare()
+
+
+def test_finan_refuses_a_tampered_body(finan: Finan) -> None:
+    request = _signed_put(finan)
     request.body = _compact({**WORKED_EXAMPLE, "discounts": []})
     request.headers["Content-Length"] = str(len(request.body))
 
@@ -204,12 +186,7 @@ def test_finan_refuses_a_badly_signed_request(finan: Finan, auth_kwargs: dict, w
 
 @pytest.mark.parametrize("header", ["x-client-id", "x-timestamp", "x-signature"])
 def test_finan_refuses_a_missing_header(finan: Finan, header: str) -> None:
-    request = requests.Request(
-        "PUT",
-        finan.url(f"/api/v1/invoice/update-invoice/{INVOICE_ID}"),
-        data=_compact(WORKED_EXAMPLE),
-        auth=finan.session.auth,
-    ).prepare()
+    request = _signed_put(finan)
     del request.headers[header]
 
     envelope = _assert_client_class(finan.session.send(request, timeout=5), 401)

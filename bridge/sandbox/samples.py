@@ -36,6 +36,33 @@ SANDBOX_PAYMENT_CONFIG: tuple[str, ...] = (
     "e7202c6f-096c-45e8-8159-67ff70727374",
 )
 
+# Finan's own worked example (reference page 004), as the JSON it documents: two items of
+# 100,000 and 500,000 at VAT 10 and a 10 % discount, which Finan totals as 594,000 with
+# 60,000 of tax. Read-only: copy before changing it.
+FINAN_WORKED_EXAMPLE: dict[str, Any] = {
+    "value_at": "2024-09-05T16:59:59.999Z",
+    "due_at": "2024-10-05T16:59:59.999Z",
+    "reference_code": "NhanTest",
+    "tax_type": "price_excluding_tax",
+    "items": [
+        {
+            "name": "GTX-4090",
+            "price": 100000,
+            "quantity": 1,
+            "taxes": [{"name": "VAT 10", "tax_id": SANDBOX_TAX_IDS[10], "rate": 10}],
+        },
+        {
+            "name": "GTX-4030",
+            "price": 500000,
+            "quantity": 1,
+            "taxes": [{"name": "VAT 10", "tax_id": SANDBOX_TAX_IDS[10], "rate": 10}],
+        },
+    ],
+    "customer": {"name": "NhanTr10abc"},
+    "payment_config": [SANDBOX_PAYMENT_CONFIG[0]],
+    "discounts": [{"is_rate": True, "value": 10}],
+}
+
 _CREATOR = {"id": 3, "name": "Nguyễn Thu Hà", "email": "ketoan@dulichsenvang.vn"}
 _PROVIDER = {
     "id": 2,

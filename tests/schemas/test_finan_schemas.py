@@ -9,35 +9,13 @@ from decimal import Decimal
 
 import pytest
 
+from bridge.sandbox.samples import FINAN_WORKED_EXAMPLE
 from schemas.finan import ResponseEnvelopeSchema, code_class, decode_request, encode_request
 
-TAX_ID = "9497360a-9e04-4967-9ed1-7e29cf36ef7a"
-PAYMENT_ID = "fcefa968-fe00-4d06-a431-53bd001e7f4b"
+TAX_ID = FINAN_WORKED_EXAMPLE["items"][0]["taxes"][0]["tax_id"]
+PAYMENT_ID = FINAN_WORKED_EXAMPLE["payment_config"][0]
 
-# Finan's worked example (reference 004), as the JSON it documents.
-REFERENCE_JSON = {
-    "value_at": "2024-09-05T16:59:59.999Z",
-    "due_at": "2024-10-05T16:59:59.999Z",
-    "reference_code": "NhanTest",
-    "tax_type": "price_excluding_tax",
-    "items": [
-        {
-            "name": "GTX-4090",
-            "price": 100000,
-            "quantity": 1,
-            "taxes": [{"name": "VAT 10", "tax_id": TAX_ID, "rate": 10}],
-        },
-        {
-            "name": "GTX-4030",
-            "price": 500000,
-            "quantity": 1,
-            "taxes": [{"name": "VAT 10", "tax_id": TAX_ID, "rate": 10}],
-        },
-    ],
-    "customer": {"name": "NhanTr10abc"},
-    "payment_config": [PAYMENT_ID],
-    "discounts": [{"is_rate": True, "value": 10}],
-}
+REFERENCE_JSON = FINAN_WORKED_EXAMPLE  # Finan's worked example (reference 004)
 
 
 def reference_body() -> dict:
