@@ -25,6 +25,7 @@ from bridge.errors import (
     UnsupportedMediaType,
 )
 from bridge.idempotency import StoredResponse, caller_scope, request_fingerprint
+from bridge.metrics import IDEMPOTENT_REPLAYS
 from bridge.operations import Outcome
 from schemas.bridge import success_schema
 from schemas.tourwell import CancelSchema, UpdateSchema
@@ -116,6 +117,7 @@ def crm_operation(view: Callable[..., Outcome]) -> Callable[..., Response]:
         fingerprint = request_fingerprint(request.method, request.path, raw)
         claim = bridge.idempotency.claim(caller_scope(token), key, fingerprint)
         if isinstance(claim, StoredResponse):
+            IDEMPOTENT_REPLAYS.inc()
             response = _answer(claim.status, claim.body)
             response.headers["Idempotent-Replayed"] = "true"
             return response

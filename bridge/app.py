@@ -11,6 +11,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from bridge import metrics
 from bridge.clients.finan import FinanClient
 from bridge.clients.tourwell import TourwellClient
 from bridge.config import Settings, load_settings
@@ -40,6 +41,7 @@ class Services:
 
     settings: Settings
     redis: redis.Redis
+    records: RecordStore
     idempotency: IdempotencyStore
     operations: InvoiceOperations
 
@@ -50,6 +52,7 @@ def build_services(settings: Settings, connection: redis.Redis | None = None) ->
     return Services(
         settings=settings,
         redis=connection,
+        records=records,
         idempotency=IdempotencyStore(connection, settings.idempotency_ttl),
         operations=InvoiceOperations(
             connection,
@@ -68,13 +71,15 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # keep envelopes in the order their schemas declare
     app.json.ensure_ascii = False  # Vietnamese names stay readable in answers and logs
-    app.extensions["bridge"] = build_services(settings, connection)
+    services = build_services(settings, connection)
+    app.extensions["bridge"] = services
 
     from bridge.api import bp as crm_api
     from bridge.health import bp as health
 
     app.register_blueprint(crm_api)
     app.register_blueprint(health)
+    metrics.init_app(app)
     _register_error_handlers(app)
     return app
 
@@ -88,6 +93,7 @@ def error_response(status: int, message: str, errors: dict[str, Any] | None = No
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BridgeError)
     def bridge_error(exc: BridgeError) -> Response:
+        metrics.count_refusal(exc)
         response = error_response(exc.status, exc.message, exc.errors)
         response.headers.update(exc.headers())
         return response

@@ -6,6 +6,9 @@ this file, e.g. GUNICORN_WORKERS=4.
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 
 def _env(name: str, default):
@@ -38,3 +41,32 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 # gunicorn's control socket lives at one fixed path per user: two instances on one machine
 # (a sandbox beside a service, parallel test runs) would fight over it. Nothing uses it.
 control_socket_disable = True
+
+# Metrics (bridge/metrics.py): every worker writes its counters to files in one directory
+# and a scrape of any worker adds them all up (prometheus-client's multiprocess mode). The
+# variable must be set before a worker imports the app; without one from the environment,
+# the master makes a private directory at start and removes it at exit.
+_made_metrics_dir = None
+
+
+def on_starting(server):
+    global _made_metrics_dir
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not metrics_dir:
+        metrics_dir = _made_metrics_dir = tempfile.mkdtemp(prefix="bridge-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # Files left by an earlier run would be added to this run's counts.
+    for leftover in Path(metrics_dir).glob("*.db"):
+        leftover.unlink()
+
+
+def child_exit(server, worker):
+    # A dead worker's live gauges must stop counting; its counters stay in the totals.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _made_metrics_dir:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ from bridge.clients.http import RetryableAnswer, ThreadLocalSession, call_with_r
 from bridge.clients.http import parse_retry_after as _retry_after
 from bridge.config import Settings
 from bridge.errors import ProviderRejected, ProviderUnavailable
+from bridge.metrics import FINAN_CALLS, FINAN_REQUEST_DURATION
 from bridge.signing import FinanAuth
 from schemas.finan import ResponseEnvelopeSchema, code_class
 
@@ -60,23 +61,35 @@ class FinanClient:
     def update_invoice(self, provider_invoice_id: str, body: bytes) -> FinanAnswer:
         """Send ``body`` (the exact bytes that get signed) to update-invoice."""
         url = f"{self._base_url}/api/v1/invoice/update-invoice/{provider_invoice_id}"
+        outcome = "error"  # anything but the three below is a bug, counted as such
         try:
-            return call_with_retries(lambda: self._put_once(url, body), self._attempts)
+            answer = call_with_retries(
+                lambda: self._put_once(url, body), self._attempts, system="finan"
+            )
+            outcome = "accepted"
+            return answer
+        except ProviderRejected:
+            outcome = "rejected"
+            raise
         except RetryableAnswer as exc:
+            outcome = "unavailable"
             raise ProviderUnavailable(
                 f"Finan is unavailable ({exc.description}); try again later",
                 retry_after=max(1, round(exc.retry_after or 0)) if exc.retry_after else 30,
             ) from exc
+        finally:
+            FINAN_CALLS.labels(outcome).inc()
 
     def _put_once(self, url: str, body: bytes) -> FinanAnswer:
         try:
-            response = self._sessions.get().put(
-                url,
-                data=body,
-                headers={"Content-Type": "application/json"},
-                auth=self._auth,
-                timeout=self._timeout,
-            )
+            with FINAN_REQUEST_DURATION.time():
+                response = self._sessions.get().put(
+                    url,
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    auth=self._auth,
+                    timeout=self._timeout,
+                )
         except requests.Timeout as exc:
             raise RetryableAnswer("no answer within the timeout") from exc
         except requests.ConnectionError as exc:

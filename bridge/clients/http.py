@@ -17,6 +17,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from bridge.metrics import RETRIES
+
 T = TypeVar("T")
 
 # Inline retries are for blips: a few quick tries, then the caller gets an answer. A
@@ -75,16 +77,22 @@ def _stop(attempts: int) -> Callable[[RetryCallState], bool]:
     return stop
 
 
-def call_with_retries(attempt: Callable[[], T], attempts: int) -> T:
+def call_with_retries(attempt: Callable[[], T], attempts: int, system: str = "other") -> T:
     """Run ``attempt`` until it returns, retrying only ``RetryableAnswer``.
 
     After the last try the last ``RetryableAnswer`` propagates; any other exception (a
-    client-class answer, say) propagates at once.
+    client-class answer, say) propagates at once. Each retry is counted under ``system``
+    (``finan``, ``tourwell``) in the ``bridge_inline_retries_total`` metric.
     """
+
+    def count_retry(state: RetryCallState) -> None:
+        RETRIES.labels(system).inc()
+
     retrying = Retrying(
         stop=_stop(attempts),
         wait=_wait,
         retry=retry_if_exception_type(RetryableAnswer),
+        before_sleep=count_retry,
         reraise=True,
     )
     return retrying(attempt)

@@ -1,0 +1,135 @@
+"""Prometheus metrics: what the bridge counts, and ``GET /metrics`` (no auth, text format).
+
+Under gunicorn each worker is its own process, so counters are kept in files under
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode) and a scrape adds up
+every process's files. The variable must be set before ``prometheus_client`` is first
+imported (``deploy/gunicorn.conf.py`` sees to it); without it (tests, a single process) the
+default in-memory registry is used.
+
+Labels carry only fixed vocabularies (URL rules, statuses, outcomes, states), never a raw
+path, an invoice id, a token or anything a caller sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from bridge.errors import BridgeError, Unprocessable
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+# Finan's read timeout is 10 s (bridge.clients.finan); the top buckets catch the slow tail.
+FINAN_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+
+REQUESTS = Counter(
+    "bridge_http_requests",
+    "HTTP requests answered, by endpoint (the URL rule), method and status.",
+    ["endpoint", "method", "status"],
+)
+REQUEST_DURATION = Histogram(
+    "bridge_http_request_duration_seconds",
+    "Time to answer an HTTP request, by endpoint (the URL rule) and method.",
+    ["endpoint", "method"],
+)
+FINAN_CALLS = Counter(
+    "bridge_finan_calls",
+    "update-invoice calls to Finan by outcome, after the inline retries: "
+    "accepted, rejected (client-class code), unavailable, error (a bug).",
+    ["outcome"],
+)
+FINAN_REQUEST_DURATION = Histogram(
+    "bridge_finan_request_duration_seconds",
+    "Time of each HTTP request to Finan (every inline try), answered or not.",
+    buckets=FINAN_LATENCY_BUCKETS,
+)
+RETRIES = Counter(
+    "bridge_inline_retries",
+    "Inline retries of a call to an outside system (timeouts, resets, 429, server errors).",
+    ["system"],
+)
+IDEMPOTENT_REPLAYS = Counter(
+    "bridge_idempotent_replays",
+    "Stored answers replayed for a repeated Idempotency-Key.",
+)
+TOTALS_REFUSALS = Counter(
+    "bridge_totals_refusals",
+    "Invoices refused (422) because the total Finan would compute differs from the CRM's.",
+)
+
+UNMATCHED_ENDPOINT = "unmatched"  # no URL rule matched (404, 405): never the raw path
+# Any token is a valid HTTP method: others are counted together so a caller can't grow
+# the number of series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# bridge.mapping._check_totals raises a plain Unprocessable for a totals mismatch; its
+# message is the one thing that tells it from the other 422s.
+_TOTALS_MISMATCH_PREFIX = "Finan would compute a total"
+
+
+def count_refusal(exc: BridgeError) -> None:
+    """Count the refusals that have their own metric (called by the error handler)."""
+    if isinstance(exc, Unprocessable) and exc.message.startswith(_TOTALS_MISMATCH_PREFIX):
+        TOTALS_REFUSALS.inc()
+
+
+class _DefaultRegistry:
+    """The in-memory registry as one collector of a scrape's registry (single process)."""
+
+    def collect(self) -> Iterator[Metric]:
+        return REGISTRY.collect()
+
+
+def scrape_registry(state: Collector | None) -> CollectorRegistry:
+    """Everything one scrape shows: this process's or all processes' counters, plus state."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(_DefaultRegistry())
+    if state is not None:
+        registry.register(state)
+    return registry
+
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format (or the newer format a scraper asks for in ``Accept``)."""
+    registry = scrape_registry(current_app.extensions.get("bridge_metrics"))
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encode(registry), content_type=content_type)
+
+
+def init_app(app: Flask, state: Collector | None = None) -> None:
+    """Serve /metrics and count every request by its URL rule and status."""
+    app.extensions["bridge_metrics"] = state
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def count_request(response: Response) -> Response:
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
+        started = g.get("metrics_started")
+        if started is not None:
+            REQUEST_DURATION.labels(endpoint, method).observe(time.perf_counter() - started)
+        return response
