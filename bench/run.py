@@ -1,0 +1,507 @@
+"""``python -m bench``: H, N, B1, B2 (and F, D) side by side, in alternating rounds.
+
+Scenarios (H, N and the bridge all run under deploy/gunicorn.conf.py, as ``bridge serve``):
+
+- H   Flask hello-world JSON (``bench.hello_app``): the ceiling of the web stack.
+- N   the naive hand-written chain (``bench.naive_app``): the baseline.
+- B1  the bridge's issue, the invoice in the body, a fresh invoice id per request.
+- B2  the same issues again: the content layer answers, nothing goes to Finan.
+- B2k the same issues again with their ``Idempotency-Key``: the stored answer.
+- F   the Finan stand-in alone (one signed PUT, over and over): its ceiling, to show it
+      is not what limits N or B1.
+- D   200 identical issues of one new invoice at once: Finan must get exactly one.
+
+Each round runs every throughput scenario once, in a rotated order, then D and the
+unloaded latencies (one connection); the report gives the median over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import runpy
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen
+from bench.common import (
+    CRM_TOKEN,
+    FINAN_CLIENT_ID,
+    FINAN_PREFIX,
+    FINAN_SECRET,
+    ISSUE_PATH,
+    PAYMENT_CONFIG,
+    TAX_IDS,
+    TOURWELL_BASE_URL,
+)
+from bench.duplicates import duplicate_issues, summarise
+from bench.invoice import bench_invoice, body_template, issue_body
+from bench.processes import (
+    REPO,
+    MemorySampler,
+    Server,
+    free_port,
+    gunicorn_command,
+    machine_busy_seconds,
+    start_gunicorn,
+    start_redis,
+    stop_redis,
+)
+from bridge.config import SETTINGS_TABLE
+from bridge.records import provider_invoice_id
+
+RESULTS = REPO / "bench" / "results" / "latest.json"
+REPLAY_POOL = 256  # invoices issued before the rounds, which B2 and B2k issue again
+
+# name -> (direction, bound)
+TARGETS = {
+    "B1/H": (">=", 0.25),
+    "B1/N": (">=", 2.0),
+    "B2/H": (">=", 0.5),
+    "B1 unloaded p50 ms": ("<=", 3.0),
+    "peak RSS per bridge worker MB": ("<=", 100.0),
+}
+
+# Id ranges, far apart, so no scenario ever meets another's invoices.
+POOL_BASE = 10_000_000
+B1_BASE = 100_000_000
+N_BASE = 200_000_000
+UNLOADED_BASE = 300_000_000
+D_BASE = 400_000_000
+ROUND_STRIDE = 2_000_000  # per round; wrk.lua gives each thread 1,000,000
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    server: str  # whose CPU is "the server's" for this scenario
+    load: Callable[[int], loadgen.Load]  # round number -> what to send
+    uses_finan: bool = False
+
+
+def _post(url: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Bench:
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+        self.servers: dict[str, Server] = {}
+        self.wrk: str | None = None
+        self.template = self.workdir / "issue-template.json"
+        self.template.write_text(body_template(), "utf-8")
+        self.crm_headers = {
+            "Authorization": f"Bearer {CRM_TOKEN}",
+            "Content-Type": "application/json",
+        }
+
+    # --- servers ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        logs = self.workdir / "logs"
+        logs.mkdir()
+        self.servers["redis"], redis_url = start_redis(self.workdir / "redis")
+        env = {k: v for k, v in os.environ.items() if k not in SETTINGS_TABLE}
+
+        port = free_port()
+        finan_command = [
+            sys.executable, "-m", "gunicorn",
+            "--workers", "1", "--worker-class", "gthread", "--threads", "16",
+            "--keep-alive", "30", "--backlog", "2048", "--max-requests", "0",
+            "--log-level", "warning", "--bind", f"127.0.0.1:{port}",
+            "bench.finan_app:app",
+        ]  # fmt: skip
+        finan = start_gunicorn("finan", finan_command, env, logs, "/_standin/requests", port)
+        self.servers["finan"] = finan
+
+        port = free_port()
+        command = gunicorn_command("bench.hello_app:app", port)
+        self.servers["hello"] = start_gunicorn("hello", command, env, logs, "/hello", port)
+
+        port = free_port()
+        naive_env = {**env, "BENCH_REDIS_URL": redis_url, "BENCH_FINAN_URL": finan.url}
+        command = gunicorn_command("bench.naive_app:app", port)
+        self.servers["naive"] = start_gunicorn("naive", command, naive_env, logs, "/healthz", port)
+
+        port = free_port()
+        bridge_env = {
+            **env,
+            "REDIS_URL": redis_url,
+            "BRIDGE_CRM_TOKENS": CRM_TOKEN,
+            "TOURWELL_BASE_URL": TOURWELL_BASE_URL,
+            "TOURWELL_API_TOKEN": "bench-tourwell-token",
+            "PROVIDER_BASE_URL": finan.url + FINAN_PREFIX,
+            "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
+            "PROVIDER_SECRET_KEY": FINAN_SECRET,
+            "PROVIDER_TAX_IDS": ",".join(f"{rate}={tax}" for rate, tax in TAX_IDS.items()),
+            "PROVIDER_PAYMENT_CONFIG": ",".join(PAYMENT_CONFIG),
+        }
+        # Exactly `bridge serve`: it execs gunicorn with deploy/gunicorn.conf.py.
+        command = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
+        self.servers["bridge"] = start_gunicorn(
+            "bridge", command, env | bridge_env, logs, "/readyz", port
+        )
+
+    def stop(self) -> None:
+        for name, server in self.servers.items():
+            if name != "redis":
+                server.stop()
+        stop_redis(self.workdir / "redis")
+        if not self.options.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def reset_finan(self) -> None:
+        _post(self.servers["finan"].url + "/_standin/reset")
+
+    def finan_puts(self, invoice_id: int) -> int:
+        target = provider_invoice_id(TOURWELL_BASE_URL, invoice_id)
+        with urllib.request.urlopen(self.servers["finan"].url + "/_standin/requests") as answer:
+            log = json.load(answer)["requests"]
+        return sum(1 for r in log if r["method"] == "PUT" and target in r["path"])
+
+    # --- scenarios -------------------------------------------------------------------
+
+    def issue(self, server: str, invoice_id: int, key: str | None = None) -> tuple[int, bytes]:
+        headers = dict(self.crm_headers)
+        if key:
+            headers["Idempotency-Key"] = key
+        url = self.servers[server].url + ISSUE_PATH.format(invoice_id=invoice_id)
+        return _post(url, issue_body(invoice_id), headers)
+
+    def check_paths(self) -> None:
+        """One request down every path, before measuring: a fast failure is no result."""
+        for server, invoice_id in (("bridge", POOL_BASE - 1), ("naive", POOL_BASE - 1)):
+            status, body = self.issue(server, invoice_id)
+            if status != 201:
+                raise RuntimeError(f"{server} answered an issue with {status}: {body[:500]!r}")
+
+    def issue_replay_pool(self) -> None:
+        def one(invoice_id: int) -> int:
+            return self.issue("bridge", invoice_id, key=f"bench-{invoice_id}")[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(one, range(POOL_BASE, POOL_BASE + REPLAY_POOL)))
+        if set(statuses) != {201}:
+            raise RuntimeError(f"issuing the replay pool got {sorted(set(statuses))}")
+        self.reset_finan()
+
+    def fresh_issues(self, url: str, base: int) -> loadgen.Load:
+        """Issues of invoices ``base``, ``base + 1``, ...: a new invoice every request."""
+        auth = tuple(self.crm_headers.items())
+        return loadgen.Load(url + "/", "issue", (str(self.template), str(base)), auth)
+
+    def signed_finan_put(self) -> loadgen.Load:
+        """One signed update-invoice, signed now: Finan's window is 30 s, a run is shorter."""
+        from bridge.mapping import MappingConfig, map_invoice
+        from bridge.signing import signature
+        from schemas.finan import encode_request
+        from schemas.tourwell import load_invoice
+
+        config = MappingConfig(tax_ids=TAX_IDS, payment_config=PAYMENT_CONFIG)
+        body = encode_request(map_invoice(load_invoice(bench_invoice(1)), config))
+        body_file = self.workdir / "finan-body.json"
+        body_file.write_bytes(body)
+        path = f"/api/v1/invoice/update-invoice/{provider_invoice_id(TOURWELL_BASE_URL, 1)}"
+        timestamp = int(time.time())
+        headers = (
+            ("Content-Type", "application/json"),
+            ("x-client-id", FINAN_CLIENT_ID),
+            ("x-timestamp", str(timestamp)),
+            ("x-signature", signature(FINAN_SECRET, "PUT", path, body, timestamp)),
+        )
+        url = self.servers["finan"].url + FINAN_PREFIX + path
+        return loadgen.Load(url, "static", (str(body_file), "PUT"), headers)
+
+    def scenarios(self) -> list[Scenario]:
+        template = str(self.template)
+        auth = tuple(self.crm_headers.items())
+        bridge, naive = self.servers["bridge"].url, self.servers["naive"].url
+
+        def issues(url: str, base: int) -> Callable[[int], loadgen.Load]:
+            return lambda r: self.fresh_issues(url, base + (r + 1) * ROUND_STRIDE)
+
+        def replays(mode: str) -> Callable[[int], loadgen.Load]:
+            args = (template, str(POOL_BASE), str(REPLAY_POOL))
+            return lambda r: loadgen.Load(bridge + "/", mode, args, auth)
+
+        hello = self.servers["hello"].url + "/hello"
+        return [
+            Scenario("H", "Flask hello-world JSON", "hello", lambda r: loadgen.Load(hello, "get")),
+            Scenario("N", "naive chain (issue)", "naive", issues(naive, N_BASE), True),
+            Scenario("B1", "bridge issue, fresh invoice", "bridge", issues(bridge, B1_BASE), True),
+            Scenario("B2", "bridge replay (content layer)", "bridge", replays("replay")),
+            Scenario("B2k", "bridge replay (Idempotency-Key)", "bridge", replays("replay-key")),
+            Scenario("F", "Finan stand-in alone", "finan", lambda r: self.signed_finan_put()),
+        ]
+
+    def measure(self, scenario: Scenario, round_number: int, seconds: float, connections: int):
+        load = scenario.load(round_number)
+        names = [n for n in ("hello", "naive", "bridge", "finan", "redis")]
+        cpu_before = {n: self.servers[n].cpu_seconds() for n in names}
+        busy_before, total_before = machine_busy_seconds()
+        result = loadgen.run(load, seconds, connections, self.wrk)
+        busy_after, total_after = machine_busy_seconds()
+        cpu = {n: self.servers[n].cpu_seconds() - cpu_before[n] for n in names}
+        cpu["load generator"] = result.client_cpu_seconds
+        if scenario.uses_finan or scenario.key == "F":
+            self.reset_finan()  # the stand-in keeps every request; let it forget them
+        per_request = {
+            n: 1000 * v / result.requests
+            for n, v in cpu.items()
+            if result.requests and (v > 0.05 * result.seconds or n == scenario.server)
+        }
+        return {
+            "rps": result.rps,
+            "requests": result.requests,
+            "errors": result.failed,
+            "latency_ms": result.latency_ms,
+            "cpu_ms_per_request": per_request,
+            "machine_busy": (busy_after - busy_before) / max(total_after - total_before, 1e-9),
+        }
+
+    def duplicates(self, round_number: int, callers: int) -> dict[str, Any]:
+        invoice_id = D_BASE + round_number
+        self.reset_finan()
+        answers = duplicate_issues(
+            self.servers["bridge"].url, CRM_TOKEN, invoice_id, issue_body(invoice_id), callers
+        )
+        verdict = summarise(answers, self.finan_puts(invoice_id))
+        self.reset_finan()
+        return verdict
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    versions = {}
+    for package in ("flask", "werkzeug", "gunicorn", "marshmallow", "redis", "requests"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": versions,
+    }
+
+
+def gunicorn_settings() -> dict[str, Any]:
+    """What deploy/gunicorn.conf.py resolves to here (GUNICORN_* variables may override)."""
+    values = runpy.run_path(str(REPO / "deploy" / "gunicorn.conf.py"))
+    names = ("worker_class", "workers", "threads", "keepalive", "max_requests")
+    return {name: values[name] for name in names}
+
+
+def run(options: argparse.Namespace) -> dict[str, Any]:
+    bench = Bench(options)
+    wrk = loadgen.ensure_wrk(install=not options.no_install)
+    bench.wrk = wrk
+    if wrk is None:
+        print(
+            "bench: WARNING: wrk is not available; using the Python fallback load generator, "
+            "which takes much more CPU per request: every number below is a lower bound",
+            flush=True,
+        )
+    started = time.monotonic()
+    try:
+        print(f"bench: starting servers (work directory {bench.workdir}) ...", flush=True)
+        bench.start()
+        bench.check_paths()
+        bench.issue_replay_pool()
+        scenarios = bench.scenarios()
+        measured = {s.key: [] for s in scenarios}
+        unloaded: dict[str, list[dict[str, float]]] = {"H": [], "B1": [], "B2": []}
+        duplicates = []
+        watched = [bench.servers[n] for n in ("hello", "naive", "bridge")]
+        with MemorySampler(watched):
+            print("bench: warming up ...", flush=True)
+            for scenario in scenarios:  # round -1: ids of their own
+                loadgen.run(scenario.load(-1), options.warmup, options.connections, wrk)
+                bench.reset_finan()
+            for r in range(options.rounds):
+                order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
+                line = []
+                for scenario in order:
+                    result = bench.measure(scenario, r, options.duration, options.connections)
+                    measured[scenario.key].append(result)
+                    flag = f" ({result['errors']} errors)" if result["errors"] else ""
+                    line.append(f"{scenario.key} {result['rps']:.0f}{flag}")
+                duplicates.append(bench.duplicates(r, options.callers))
+                bridge = bench.servers["bridge"].url
+                single_loads = {
+                    "H": scenarios[0].load(r),
+                    "B1": bench.fresh_issues(bridge, UNLOADED_BASE + r * ROUND_STRIDE),
+                    "B2": scenarios[3].load(r),
+                }
+                for key, load in single_loads.items():
+                    unloaded[key].append(loadgen.run(load, options.unloaded, 1, wrk).latency_ms)
+                d = duplicates[-1]
+                print(
+                    f"bench: round {r + 1}/{options.rounds}: req/s "
+                    + ", ".join(line)
+                    + f"; D: {d['finan_requests']} Finan request(s), answers {d['statuses']}",
+                    flush=True,
+                )
+        report = summarise_run(bench, scenarios, measured, unloaded, duplicates, options)
+        report["seconds"] = round(time.monotonic() - started, 1)
+        report["load_generator"] = "wrk" if wrk else "python fallback (numbers are lower bounds)"
+        return report
+    finally:
+        bench.stop()
+
+
+def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for scenario in scenarios:
+        rounds = measured[scenario.key]
+        components = {name for r in rounds for name in r["cpu_ms_per_request"]}
+        results[scenario.key] = {
+            "label": scenario.label,
+            "rps_median": _median([r["rps"] for r in rounds]),
+            "rps_rounds": [round(r["rps"], 1) for r in rounds],
+            "p50_ms_median": _median([r["latency_ms"]["p50"] for r in rounds]),
+            "p99_ms_median": _median([r["latency_ms"]["p99"] for r in rounds]),
+            "errors": sum(r["errors"] for r in rounds),
+            "cpu_ms_per_request_median": {
+                name: round(_median([r["cpu_ms_per_request"].get(name, 0.0) for r in rounds]), 3)
+                for name in sorted(components)
+            },
+            "machine_busy_median": round(_median([r["machine_busy"] for r in rounds]), 3),
+        }
+    rps = {key: value["rps_median"] for key, value in results.items()}
+    unloaded_p50 = {key: _median([x["p50"] for x in v]) for key, v in unloaded.items()}
+    memory = {name: bench.servers[name].peak_worker_mb() for name in ("hello", "naive", "bridge")}
+    values = {
+        "B1/H": rps["B1"] / rps["H"],
+        "B1/N": rps["B1"] / rps["N"],
+        "B2/H": rps["B2"] / rps["H"],
+        "B1 unloaded p50 ms": unloaded_p50["B1"],
+        "peak RSS per bridge worker MB": memory["bridge"],
+    }
+    targets = {}
+    for name, (direction, bound) in TARGETS.items():
+        value = values[name]
+        met = value is not None and (value >= bound if direction == ">=" else value <= bound)
+        targets[name] = {"value": value, "target": f"{direction} {bound}", "met": met}
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "gunicorn": gunicorn_settings(),
+        "settings": {
+            "rounds": options.rounds,
+            "seconds_per_scenario": options.duration,
+            "connections": options.connections,
+            "unloaded_seconds": options.unloaded,
+            "duplicate_callers": options.callers,
+            "invoice_rows": 20,
+        },
+        "scenarios": results,
+        "ratios": {k: values[k] for k in ("B1/H", "B1/N", "B2/H")}
+        | {"B2k/H": rps["B2k"] / rps["H"], "F/B1": rps["F"] / rps["B1"]},
+        "unloaded_p50_ms": unloaded_p50,
+        "peak_rss_per_worker_mb": memory,
+        "duplicates": duplicates,
+        "duplicates_ok": all(d["ok"] for d in duplicates),
+        "targets": targets,
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print()
+    print(f"{'':4}{'scenario':34}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}  CPU ms per request")
+    for key, value in report["scenarios"].items():
+        cpu = ", ".join(f"{n} {v:.2f}" for n, v in value["cpu_ms_per_request_median"].items())
+        errors = f"  ({value['errors']} errors)" if value["errors"] else ""
+        print(
+            f"{key:4}{value['label']:34}{value['rps_median']:8.0f}"
+            f"{value['p50_ms_median']:8.2f}{value['p99_ms_median']:8.2f}  {cpu}{errors}"
+        )
+    print()
+    unloaded = ", ".join(f"{k} {v:.2f} ms" for k, v in report["unloaded_p50_ms"].items())
+    print(f"unloaded median latency (one connection): {unloaded}")
+    memory = ", ".join(
+        f"{k} {v:.0f} MB" for k, v in report["peak_rss_per_worker_mb"].items() if v is not None
+    )
+    print(f"peak RSS per gunicorn worker: {memory}")
+    print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in report["ratios"].items()))
+    for d in report["duplicates"]:
+        print(
+            f"D: {d['callers']} identical issues -> {d['finan_requests']} Finan request(s), "
+            f"answers {d['statuses']}: {'ok' if d['ok'] else 'BROKEN'}"
+        )
+    print()
+    for name, target in report["targets"].items():
+        value = target["value"]
+        shown = "n/a" if value is None else f"{value:.2f}"
+        print(
+            f"{'met   ' if target['met'] else 'MISSED'} {name}: {shown} (target {target['target']})"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one short round (about 40 s)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per scenario")
+    parser.add_argument("--unloaded", type=float, default=2.0, help="seconds per latency run")
+    parser.add_argument("--callers", type=int, default=200, help="concurrent issues in D")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.rounds, options.duration, options.warmup, options.unloaded = 1, 3.0, 1.0, 1.0
+    return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_args(argv)
+    # Ctrl-C or a supervisor's TERM: stop the servers this run started, then exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report = run(options)
+    print_report(report)
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    options.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten: {options.json}")
+    if not report["duplicates_ok"] or any(v["errors"] for v in report["scenarios"].values()):
+        sys.exit(1)  # a correctness failure, not a missed speed target
