@@ -11,7 +11,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from bridge import metrics
+from bridge import logs, metrics
 from bridge.clients.finan import FinanClient
 from bridge.clients.tourwell import TourwellClient
 from bridge.config import Settings, load_settings
@@ -60,6 +60,7 @@ def build_services(settings: Settings, connection: redis.Redis | None = None) ->
             TourwellClient(settings, connection),
             FinanClient(settings),
             MappingConfig.from_settings(settings),
+            settings.retry_schedule,
         ),
     )
 
@@ -67,6 +68,15 @@ def build_services(settings: Settings, connection: redis.Redis | None = None) ->
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
     """Build the app from ``settings`` (default: the environment, validated)."""
     settings = settings or load_settings(os.environ)
+    if not logging.getLogger().handlers:  # gunicorn (deploy/gunicorn.conf.py) sets its own
+        logs.configure_logging()
+    logs.register_secrets(
+        *settings.crm_tokens,
+        *settings.admin_tokens,
+        settings.tourwell_api_token,
+        settings.provider_secret_key,
+        *settings.encryption_keys,
+    )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # keep envelopes in the order their schemas declare
@@ -79,6 +89,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
 
     app.register_blueprint(crm_api)
     app.register_blueprint(health)
+    logs.init_app(app)
     metrics.init_app(app)
     _register_error_handlers(app)
     return app
@@ -94,6 +105,7 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BridgeError)
     def bridge_error(exc: BridgeError) -> Response:
         metrics.count_refusal(exc)
+        logs.note_refusal(exc.reason)
         response = error_response(exc.status, exc.message, exc.errors)
         response.headers.update(exc.headers())
         return response

@@ -10,7 +10,6 @@ import click
 
 from bridge.config import ConfigError, Settings, load_settings
 
-QUEUE_NAME = "bridge"
 # deploy/gunicorn.conf.py: in a source checkout (or an image built from one) it sits beside
 # the package; a regular `pip install` puts a copy under <prefix>/share (setup.cfg).
 GUNICORN_CONFIG_PLACES = (
@@ -78,13 +77,14 @@ def serve(host: str, port: int, config_path: str) -> None:
 def worker(burst: bool) -> None:
     """Run a queue worker (with RQ's scheduler) on the bridge's Redis."""
     settings = settings_or_exit()
-    from rq import Queue, Worker
+    from bridge import jobs
+    from bridge.app import build_services
+    from bridge.queue import bridge_queue
 
-    from bridge.redis_connection import connect
-
-    connection = connect(settings)
-    queue = Queue(QUEUE_NAME, connection=connection)
-    Worker([queue], connection=connection).work(with_scheduler=True, burst=burst)
+    services = build_services(settings)
+    jobs.use(services)
+    worker = jobs.BridgeWorker([bridge_queue(services.redis)], connection=services.redis)
+    worker.work(with_scheduler=True, burst=burst)
 
 
 @main.command()

@@ -44,6 +44,8 @@ class Settings:
     provider_lookup_url_template: str | None = None
     idempotency_ttl: int = 86400
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Seconds before each queued attempt at Finan (DESIGN.md section 5); after the last, dead.
+    retry_schedule: tuple[int, ...] = (10, 60, 300, 1800, 7200, 21600, 43200)
 
     def __repr__(self) -> str:  # never let a secret reach a log through repr()
         return (
@@ -151,6 +153,16 @@ def _fernet_keys(raw: str) -> tuple[str, ...]:
     return keys
 
 
+def _schedule(raw: str) -> tuple[int, ...]:
+    try:
+        delays = tuple(int(v.strip()) for v in raw.split(",") if v.strip())
+    except ValueError:
+        raise ValueError("must be whole seconds separated by commas, e.g. 10,60,300") from None
+    if not delays or any(delay < 0 for delay in delays):
+        raise ValueError("needs at least one delay, none negative, e.g. 10,60,300")
+    return delays
+
+
 # variable -> (Settings field, converter, required)
 SETTINGS_TABLE: dict[str, tuple[str, Callable[[str], Any], bool]] = {
     "REDIS_URL": ("redis_url", _redis_url, False),
@@ -169,6 +181,7 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str], Any], bool]] = {
     "PROVIDER_LOOKUP_URL_TEMPLATE": ("provider_lookup_url_template", _lookup_template, False),
     "BRIDGE_IDEMPOTENCY_TTL": ("idempotency_ttl", _positive_int, False),
     "BRIDGE_ENCRYPTION_KEY": ("encryption_keys", _fernet_keys, False),
+    "BRIDGE_RETRY_SCHEDULE": ("retry_schedule", _schedule, False),
 }
 
 

@@ -8,8 +8,15 @@ means nothing is sent and the caller gets the answer a first success would have 
 
 Transitions:
     issue   allowed unless cancelled; a second issue must carry the same content
-    update  only after an issue Finan accepted, never after cancel
-    cancel  only after an issue Finan accepted; a repeat is answered from the record
+    update  only after an issue (accepted by Finan, or queued), never after cancel
+    cancel  only after an issue (accepted, or queued); a repeat is answered from the record
+
+When Finan stays unavailable through the inline retries, the operation becomes the record's
+``pending`` one, a queue job is scheduled with it, and the caller gets ``202`` (state
+``queued``). While an invoice is queued, newer operations only replace ``pending`` (the
+latest content wins, a cancel wins over anything) and answer ``202`` at once: the job sends
+whatever is pending when it runs, on the schedule of ``Settings.retry_schedule``, then
+writes the outcome back to the CRM.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
+from bridge import queue
 from bridge.clients.finan import FinanAnswer, FinanClient
 from bridge.clients.tourwell import TourwellClient
 from bridge.errors import (
@@ -32,11 +41,22 @@ from bridge.errors import (
     InFlight,
     NotFound,
     ProviderRejected,
+    ProviderUnavailable,
     Unavailable,
     Unprocessable,
 )
 from bridge.mapping import MappingConfig, apply_update, cancel_body, map_invoice
-from bridge.records import CANCELLED, FAILED, ISSUED, Record, RecordStore
+from bridge.records import (
+    CANCELLED,
+    DEAD,
+    FAILED,
+    ISSUED,
+    QUEUED,
+    Event,
+    Pending,
+    Record,
+    RecordStore,
+)
 from bridge.redis_connection import lock_key
 from schemas.finan import decode_request, encode_request
 from schemas.tourwell import load_invoice
@@ -50,7 +70,14 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT_SECONDS = 120
 IN_FLIGHT_RETRY_AFTER_SECONDS = 2
 
+ISSUE, UPDATE, CANCEL = "issue", "update", "cancel"
+CRM, OPERATOR, WORKER = "crm", "operator", "worker"
+
 CANCEL_MESSAGE = "Invoice Canceled successfully"  # Tourwell's own wording (fixed)
+QUEUED_MESSAGE = (
+    "Finan is unavailable; the operation is queued and will be sent, "
+    "and its outcome written back to the CRM"
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +87,8 @@ class Outcome:
     record: Record
 
 
-def fingerprint(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+def fingerprint(body: bytes | str) -> str:
+    return hashlib.sha256(body.encode() if isinstance(body, str) else body).hexdigest()
 
 
 class InvoiceOperations:
@@ -72,12 +99,18 @@ class InvoiceOperations:
         tourwell: TourwellClient,
         finan: FinanClient,
         mapping_config: MappingConfig,
+        retry_schedule: tuple[int, ...] = (10,),
     ) -> None:
         self._redis = connection
         self._records = records
         self._tourwell = tourwell
         self._finan = finan
         self._mapping_config = mapping_config
+        self._retry_schedule = retry_schedule
+
+    @property
+    def records(self) -> RecordStore:
+        return self._records
 
     def get(self, invoice_id: int) -> Record:
         record = self._records.get(invoice_id)
@@ -85,37 +118,40 @@ class InvoiceOperations:
             raise NotFound(f"invoice {invoice_id} is unknown to the bridge")
         return record
 
-    def issue(self, invoice_id: int, payload: Any | None) -> Outcome:
+    def issue(self, invoice_id: int, payload: Any | None, actor: str = CRM) -> Outcome:
         """Issue from the invoice in the body, or, without one, from the CRM's copy."""
         given = self._load(invoice_id, payload) if payload is not None else None
         with self._locked(invoice_id) as lock:
             record = self._records.get_or_new(invoice_id)
-            if record.state == CANCELLED:
+            if _cancelled(record):
                 raise Conflict(
                     f"invoice {invoice_id} was cancelled; a cancelled invoice can't be issued again"
                 )
             invoice = given or self._load(invoice_id, self._tourwell.get_invoice(invoice_id))
             body = self._encode(invoice, record)
             if record.accepted:
-                if record.fingerprint == fingerprint(body):
+                if fingerprint(body) in (record.fingerprint, _pending_fingerprint(record)):
                     self._settle(record)
+                    if record.state == QUEUED:
+                        return Outcome(202, QUEUED_MESSAGE, record)
                     return Outcome(201, "Invoice already issued; nothing changed", record)
                 raise Conflict(
                     f"invoice {invoice_id} is already issued with other content; "
                     f"send an update (PUT /api/v1/invoices/{invoice_id}) instead"
                 )
-            record.code = invoice.get("code")
+            record.code = invoice.get("code") or record.code
+            pending = Pending(ISSUE, body.decode(), ISSUED)
             return self._send(
-                lock, record, body, ISSUED, Outcome(201, "Invoice issued successfully", record)
+                lock, record, pending, actor, Outcome(201, "Invoice issued successfully", record)
             )
 
-    def update(self, invoice_id: int, fields: dict[str, Any]) -> Outcome:
+    def update(self, invoice_id: int, fields: dict[str, Any], actor: str = CRM) -> Outcome:
         """Pull the CRM's current invoice, lay the update fields over it, and send it."""
         with self._locked(invoice_id) as lock:
             record = self._records.get(invoice_id)
-            if record is None or not record.accepted:
+            if record is None or not (record.accepted or record.state == QUEUED):
                 raise Conflict(f"invoice {invoice_id} has not been issued yet; issue it first")
-            if record.state == CANCELLED:
+            if _cancelled(record):
                 raise Conflict(f"invoice {invoice_id} was cancelled; it can't be updated")
             pulled = self._load(invoice_id, self._tourwell.get_invoice(invoice_id))
             invoice = apply_update(pulled, fields)
@@ -123,24 +159,85 @@ class InvoiceOperations:
             record.code = invoice.get("code") or record.code
             lookup_url = fields.get("lookup_url") or record.lookup_url
             changed, record.lookup_url = lookup_url != record.lookup_url, lookup_url
-            if record.fingerprint == fingerprint(body):
+            if record.state != QUEUED and record.fingerprint == fingerprint(body):
                 self._settle(record, changed)
                 return Outcome(200, "Invoice unchanged; nothing sent to Finan", record)
+            # Behind a queued issue, the update is still the invoice's first body.
+            operation = UPDATE if record.accepted else ISSUE
+            pending = Pending(operation, body.decode(), ISSUED)
             return self._send(
-                lock, record, body, ISSUED, Outcome(200, "Invoice updated successfully", record)
+                lock, record, pending, actor, Outcome(200, "Invoice updated successfully", record)
             )
 
-    def cancel(self, invoice_id: int, cancel_note: str | None) -> Outcome:
-        """Finan has no cancel: send the last accepted body emptied of anything to collect."""
+    def cancel(self, invoice_id: int, cancel_note: str | None, actor: str = CRM) -> Outcome:
+        """Finan has no cancel: send the latest body emptied of anything to collect."""
         with self._locked(invoice_id) as lock:
             record = self._records.get(invoice_id)
-            if record is None or not record.accepted:
+            if record is None or not (record.accepted or record.state == QUEUED):
                 raise Conflict(f"invoice {invoice_id} has not been issued yet; nothing to cancel")
             if record.state == CANCELLED:
                 return Outcome(201, CANCEL_MESSAGE, record)
-            body = encode_request(cancel_body(decode_request(record.last_body)))
+            if _cancelled(record):  # a cancel is already queued
+                return Outcome(202, QUEUED_MESSAGE, record)
+            latest = record.pending.body if _queued(record) else record.last_body
+            body = encode_request(cancel_body(decode_request(latest)))
             record.cancel_note = cancel_note
-            return self._send(lock, record, body, CANCELLED, Outcome(201, CANCEL_MESSAGE, record))
+            pending = Pending(CANCEL, body.decode(), CANCELLED)
+            return self._send(lock, record, pending, actor, Outcome(201, CANCEL_MESSAGE, record))
+
+    def send_pending(self, invoice_id: int, job_id: str) -> str:
+        """The queue job: send the invoice's pending operation, if this job is still its job.
+
+        Waits for the invoice's lock (an inline operation may hold it). Returns what
+        happened, for the worker's log.
+        """
+        with self._locked(invoice_id, wait=True) as lock:
+            record = self._records.get(invoice_id)
+            if not _queued(record) or record.pending.job_id != job_id:
+                return "nothing to send: superseded or settled"
+            pending = record.pending
+            self._fence(lock, "calling Finan")
+            try:
+                answer = self._finan.update_invoice(
+                    record.provider_invoice_id, pending.body.encode()
+                )
+            except ProviderRejected as exc:
+                self._fence(lock, "saving Finan's answer")
+                self._reject(record, pending, exc, WORKER, write_back=True)
+                return f"rejected by Finan ({exc.code})"
+            except ProviderUnavailable as exc:
+                self._fence(lock, "saving Finan's answer")
+                pending.attempts += 1
+                if pending.attempts < len(self._retry_schedule):
+                    self._enqueue(record, pending, exc.message, WORKER)
+                    return f"Finan unavailable; attempt {pending.attempts + 1} scheduled"
+                self._give_up(record, pending, exc.message)
+                return f"Finan unavailable after {pending.attempts} queued attempts; dead"
+            self._fence(lock, "saving Finan's answer")
+            self._accept(record, pending, answer, WORKER, write_back=True)
+            return f"sent; {record.state}"
+
+    def recover_stranded(self) -> list[int]:
+        """Give every queued invoice whose job is gone a new job now; the ids it did it for.
+
+        A job is gone when Redis lost it (no AOF), or RQ gave up on it (its crash retries
+        spent). Busy invoices are skipped: whoever holds the lock is dealing with them.
+        """
+        recovered = []
+        for invoice_id in self._records.ids_in_state(QUEUED):
+            lock = self._redis.lock(lock_key(invoice_id), timeout=LOCK_TIMEOUT_SECONDS)
+            if not lock.acquire(blocking=False):
+                continue
+            try:
+                record = self._records.get(invoice_id)
+                if not _queued(record) or queue.job_is_live(self._redis, record.pending.job_id):
+                    continue
+                log.warning("invoice %s was queued without a live job; scheduling one", invoice_id)
+                self._enqueue(record, record.pending, "recovered a lost queue job", WORKER, delay=0)
+                recovered.append(invoice_id)
+            finally:
+                _release(lock, invoice_id)
+        return recovered
 
     # --- helpers ---
 
@@ -161,21 +258,22 @@ class InvoiceOperations:
         that already has a body keeps that body's date, so the same invoice always maps
         to the same bytes (and the content layer recognises it).
         """
-        anchor = decode_request(record.last_body)["value_at"] if record.last_body else None
+        earlier = record.last_body or (record.pending.body if record.pending else None)
+        anchor = decode_request(earlier)["value_at"] if earlier else None
         return encode_request(map_invoice(invoice, self._mapping_config, now=anchor))
 
     def _settle(self, record: Record, changed: bool = False) -> None:
         """Finan already holds exactly this body: an earlier failure no longer applies."""
-        if record.state == FAILED:
-            record.state, record.last_error = ISSUED, None
+        if record.state in (FAILED, DEAD):
+            record.state, record.last_error, record.pending = ISSUED, None, None
             changed = True
         if changed:
             self._records.save(record)
 
     @contextmanager
-    def _locked(self, invoice_id: int) -> Iterator[Lock]:
+    def _locked(self, invoice_id: int, wait: bool = False) -> Iterator[Lock]:
         lock = self._redis.lock(lock_key(invoice_id), timeout=LOCK_TIMEOUT_SECONDS)
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(blocking=wait, blocking_timeout=LOCK_TIMEOUT_SECONDS):
             raise InFlight(
                 f"another operation on invoice {invoice_id} is in flight; retry shortly",
                 retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
@@ -183,10 +281,7 @@ class InvoiceOperations:
         try:
             yield lock
         finally:
-            try:
-                lock.release()
-            except LockError:
-                log.warning("lock on invoice %s expired before release", invoice_id)
+            _release(lock, invoice_id)
 
     @staticmethod
     def _fence(lock: Lock, before: str) -> None:
@@ -201,34 +296,130 @@ class InvoiceOperations:
             ) from None
 
     def _send(
-        self, lock: Lock, record: Record, body: bytes, state: str, outcome: Outcome
+        self, lock: Lock, record: Record, pending: Pending, actor: str, outcome: Outcome
     ) -> Outcome:
-        """Send ``body`` to Finan and keep the result on the record.
+        """Send ``pending`` to Finan now, or queue it; keep the result on the record.
 
-        A rejection is kept (state ``failed`` with Finan's message) and re-raised; when Finan
-        is unavailable the record is left as it was.
+        Behind an operation that is already queued, nothing is sent: ``pending`` replaces
+        the queued one and the job already scheduled sends it. A rejection is kept (state
+        ``failed`` with Finan's message) and re-raised.
         """
+        if _queued(record):
+            queued = record.pending
+            pending.attempts, pending.job_id = queued.attempts, queued.job_id
+            pending.next_attempt_at = queued.next_attempt_at
+            record.pending = pending
+            event = Event(pending.operation, actor, "queued", "replaces the queued operation")
+            self._records.save(record, event)
+            return Outcome(202, QUEUED_MESSAGE, record)
         self._fence(lock, "calling Finan")
         try:
-            answer = self._finan.update_invoice(record.provider_invoice_id, body)
+            answer = self._finan.update_invoice(record.provider_invoice_id, pending.body.encode())
         except ProviderRejected as exc:
             self._fence(lock, "saving Finan's answer")
-            record.state = FAILED
-            record.last_error = {"code": exc.code, "message": exc.provider_message}
-            self._records.save(record)
+            self._reject(record, pending, exc, actor)
             raise
+        except ProviderUnavailable as exc:
+            self._fence(lock, "saving Finan's answer")
+            self._enqueue(record, pending, exc.message, actor)
+            return Outcome(202, QUEUED_MESSAGE, record)
         self._fence(lock, "saving Finan's answer")
-        self._accept(record, body, state, answer)
+        self._accept(record, pending, answer, actor)
         return outcome
 
-    def _accept(self, record: Record, body: bytes, state: str, answer: FinanAnswer) -> None:
+    def _accept(
+        self,
+        record: Record,
+        pending: Pending,
+        answer: FinanAnswer,
+        actor: str,
+        write_back: bool = False,
+    ) -> None:
         data = answer.data
-        record.state = state
-        record.fingerprint = fingerprint(body)
-        record.last_body = body.decode()
+        record.state = pending.state
+        record.fingerprint = fingerprint(pending.body)
+        record.last_body = pending.body
         record.last_error = None
+        record.pending = None
         record.provider_order_code = data.get("order_code") or record.provider_order_code
         record.provider_system_code = data.get("system_code") or record.provider_system_code
         record.total_amount = data.get("total_amount")
         record.tax_amount = data.get("tax_amount")
-        self._records.save(record)
+        event = Event(pending.operation, actor, record.state, answer.message, answer.code)
+        self._records.save(record, event, self._write_back_job(record, write_back))
+
+    def _reject(
+        self,
+        record: Record,
+        pending: Pending,
+        exc: ProviderRejected,
+        actor: str,
+        write_back: bool = False,
+    ) -> None:
+        record.state = FAILED
+        record.pending = pending
+        pending.job_id = pending.next_attempt_at = None
+        record.last_error = {"code": exc.code, "message": exc.provider_message}
+        event = Event(pending.operation, actor, FAILED, exc.provider_message, exc.code)
+        self._records.save(record, event, self._write_back_job(record, write_back))
+
+    def _enqueue(
+        self,
+        record: Record,
+        pending: Pending,
+        why: str,
+        actor: str,
+        delay: int | None = None,
+    ) -> None:
+        """Make ``pending`` the record's queued operation, with a job for its next attempt."""
+        if delay is None:
+            delay = self._retry_schedule[min(pending.attempts, len(self._retry_schedule) - 1)]
+        run_at = datetime.now(UTC) + timedelta(seconds=delay)
+        pending.job_id = queue.new_job_id(record.invoice_id)
+        pending.next_attempt_at = run_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        record.state = QUEUED
+        record.pending = pending
+        record.last_error = {"code": None, "message": why}
+        event = Event(pending.operation, actor, QUEUED, f"{why}; next attempt in {delay} s")
+        self._records.save(
+            record,
+            event,
+            lambda pipe: queue.schedule_sync(
+                self._redis, record.invoice_id, pending.job_id, run_at if delay else None, pipe
+            ),
+        )
+
+    def _give_up(self, record: Record, pending: Pending, why: str) -> None:
+        record.state = DEAD
+        pending.job_id = pending.next_attempt_at = None
+        record.last_error = {
+            "code": None,
+            "message": f"{why}; gave up after {pending.attempts} queued attempts",
+        }
+        event = Event(pending.operation, WORKER, DEAD, record.last_error["message"])
+        self._records.save(record, event, self._write_back_job(record, True))
+
+    def _write_back_job(self, record: Record, wanted: bool):
+        if not wanted:
+            return None
+        return lambda pipe: queue.schedule_write_back(self._redis, record.invoice_id, pipe)
+
+
+def _queued(record: Record | None) -> bool:
+    return record is not None and record.state == QUEUED and record.pending is not None
+
+
+def _cancelled(record: Record) -> bool:
+    """Cancelled, or a cancel is queued: either way nothing but a cancel may follow."""
+    return record.state == CANCELLED or (_queued(record) and record.pending.operation == CANCEL)
+
+
+def _pending_fingerprint(record: Record) -> str | None:
+    return fingerprint(record.pending.body) if _queued(record) else None
+
+
+def _release(lock: Lock, invoice_id: int) -> None:
+    try:
+        lock.release()
+    except LockError:
+        log.warning("lock on invoice %s expired before release", invoice_id)

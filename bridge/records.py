@@ -2,14 +2,22 @@
 
 One JSON value per invoice under ``bridge:record:<id>``. The record is the content layer of
 idempotency: ``fingerprint`` is the SHA-256 of the exact bytes of the last body Finan
-accepted, so an operation whose mapped body is unchanged sends nothing.
+accepted, so an operation whose mapped body is unchanged sends nothing. ``pending`` is the
+operation Finan has not accepted yet (queued, failed or dead), with the exact body to send.
+
+Beside each record: its history (a capped list of events, newest first) and two indexes,
+sorted sets scored by the time of the last change, one of all records and one per state.
+A save writes the record, its indexes, its event and whatever the caller adds (such as the
+queue job that will send ``pending``) in one MULTI/EXEC, so they never disagree.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,6 +33,19 @@ CANCELLED = "cancelled"
 QUEUED = "queued"
 FAILED = "failed"
 DEAD = "dead"
+STATES = (ISSUED, CANCELLED, QUEUED, FAILED, DEAD)
+
+HISTORY_LENGTH = 200  # events kept per invoice, newest first
+
+INDEX_ALL_KEY = "bridge:index:all"
+
+
+def state_index_key(state: str) -> str:
+    return f"bridge:index:state:{state}"
+
+
+def history_key(invoice_id: int) -> str:
+    return f"bridge:history:{invoice_id}"
 
 _MONEY_FIELDS = ("total_amount", "tax_amount")
 
@@ -44,6 +65,30 @@ def now_iso() -> str:
 
 
 @dataclass
+class Pending:
+    """An operation Finan has not accepted yet: the exact body, and where it stands."""
+
+    operation: str  # issue, update or cancel
+    body: str  # the exact JSON text to send
+    state: str  # the record's state once Finan accepts it: issued or cancelled
+    attempts: int = 0  # queued attempts made so far (the inline one not counted)
+    job_id: str | None = None  # the queue job that will make the next attempt
+    next_attempt_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of an invoice's history."""
+
+    operation: str  # issue, update, cancel, resync, write_back
+    actor: str  # crm, operator or worker
+    outcome: str  # e.g. issued, unchanged, queued, failed, dead, written_back
+    message: str | None = None
+    code: int | None = None  # Finan's envelope code, when it gave one
+    at: str = dataclasses.field(default_factory=lambda: now_iso())
+
+
+@dataclass
 class Record:
     invoice_id: int
     provider_invoice_id: str
@@ -58,6 +103,7 @@ class Record:
     last_error: dict[str, Any] | None = None
     cancel_note: str | None = None
     lookup_url: str | None = None
+    pending: Pending | None = None
     created_at: str = dataclasses.field(default_factory=now_iso)
     updated_at: str = dataclasses.field(default_factory=now_iso)
 
@@ -79,6 +125,8 @@ class Record:
         for name in _MONEY_FIELDS:
             if value.get(name) is not None:
                 value[name] = Decimal(value[name])
+        if value.get("pending") is not None:
+            value["pending"] = Pending(**value["pending"])
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in value.items() if k in known})
 
@@ -101,6 +149,52 @@ class RecordStore:
             provider_invoice_id=provider_invoice_id(self._base_url, invoice_id),
         )
 
-    def save(self, record: Record) -> None:
+    def save(
+        self,
+        record: Record,
+        event: Event | None = None,
+        also: Callable[[redis.client.Pipeline], None] | None = None,
+    ) -> None:
+        """Write the record, its indexes and ``event``, plus ``also(pipeline)``, atomically."""
         record.updated_at = now_iso()
-        self._redis.set(record_key(record.invoice_id), self._cipher.seal(record.to_json()))
+        score = time.time()
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.multi()  # explicit, so that ``also`` (e.g. RQ) adds to this same transaction
+            pipe.set(record_key(record.invoice_id), self._cipher.seal(record.to_json()))
+            pipe.zadd(INDEX_ALL_KEY, {record.invoice_id: score})
+            for state in STATES:
+                if state != record.state:
+                    pipe.zrem(state_index_key(state), record.invoice_id)
+            if record.state is not None:
+                pipe.zadd(state_index_key(record.state), {record.invoice_id: score})
+            if event is not None:
+                entry = json.dumps(dataclasses.asdict(event), ensure_ascii=False)
+                pipe.lpush(history_key(record.invoice_id), self._cipher.seal(entry))
+                pipe.ltrim(history_key(record.invoice_id), 0, HISTORY_LENGTH - 1)
+            if also is not None:
+                also(pipe)
+            pipe.execute()
+
+    def add_event(self, invoice_id: int, event: Event) -> None:
+        """Add to the history without changing the record (e.g. a write-back's outcome)."""
+        entry = json.dumps(dataclasses.asdict(event), ensure_ascii=False)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(history_key(invoice_id), self._cipher.seal(entry))
+            pipe.ltrim(history_key(invoice_id), 0, HISTORY_LENGTH - 1)
+            pipe.execute()
+
+    def history(self, invoice_id: int, limit: int = HISTORY_LENGTH) -> list[Event]:
+        """The invoice's events, newest first."""
+        raw = self._redis.lrange(history_key(invoice_id), 0, limit - 1)
+        return [Event(**json.loads(self._cipher.open(entry))) for entry in raw]
+
+    def ids_in_state(self, state: str) -> list[int]:
+        """Invoice ids whose record is in ``state``, oldest change first."""
+        return [int(member) for member in self._redis.zrange(state_index_key(state), 0, -1)]
+
+    def count_by_state(self) -> dict[str, int]:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for state in STATES:
+                pipe.zcard(state_index_key(state))
+            counts = pipe.execute()
+        return dict(zip(STATES, counts, strict=True))

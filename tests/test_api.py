@@ -350,16 +350,18 @@ def test_finan_blips_are_retried_inline(client, crm_headers, finan):
     assert len(finan_puts(finan)) == 3
 
 
-def test_finan_down_after_the_inline_retries_is_503_and_the_record_is_unchanged(
-    client, crm_headers, finan
-):
+def test_finan_down_after_the_inline_retries_is_202_queued(client, crm_headers, finan, redis):
     finan.state.fail_next("unavailable", count=10)
 
     response = issue(client, crm_headers)
 
-    assert response.status_code == 503
-    assert "Retry-After" in response.headers
-    assert client.get(f"{API}/17", headers=crm_headers).status_code == 404
+    assert response.status_code == 202
+    assert response.json["data"]["state"] == "queued"
+    assert len(finan_puts(finan)) == 3  # the inline tries, then the queue takes over
+    record = client.get(f"{API}/17", headers=crm_headers).json["data"]
+    assert record["state"] == "queued"
+    assert "503" in record["last_error"]["message"]
+    assert redis.zcard("rq:scheduled:bridge") == 1  # its job waits for the first delay
 
 
 def test_a_crm_refusing_the_bridges_token_is_502_naming_the_setting(environ, redis, crm_headers):
@@ -453,9 +455,9 @@ def test_the_same_key_with_another_body_is_422(client, crm_headers):
     assert "Idempotency-Key" in response.json["errors"]
 
 
-def test_failures_are_not_stored_so_the_key_can_be_retried(client, crm_headers, finan):
+def test_failures_are_not_stored_so_the_key_can_be_retried(client, crm_headers, tourwell):
     headers = {**crm_headers, "Idempotency-Key": "k-3"}
-    finan.state.fail_next("unavailable", count=3)  # every inline attempt fails
+    tourwell.state.fail_next("unavailable", count=3)  # every inline pull fails
     assert issue(client, headers).status_code == 503
 
     response = issue(client, headers)

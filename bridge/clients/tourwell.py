@@ -37,6 +37,7 @@ class TourwellClient:
         connection: redis.Redis,
         attempts: int = INLINE_ATTEMPTS,
         timeout: tuple[float, float] = TIMEOUT_SECONDS,
+        rate_limit_wait: float = MAX_RATE_LIMIT_WAIT_SECONDS,
     ) -> None:
         self._base_url = settings.tourwell_base_url
         self._headers = {
@@ -47,6 +48,7 @@ class TourwellClient:
         self._limiter = CrmRateLimiter(connection, settings.tourwell_rate_limit_per_min, token_id)
         self._attempts = attempts
         self._timeout = timeout
+        self._rate_limit_wait = rate_limit_wait
         self._sessions = ThreadLocalSession()
 
     def get_invoice(self, invoice_id: int) -> dict[str, Any]:
@@ -68,7 +70,7 @@ class TourwellClient:
 
     def _call(self, method: str, path: str, invoice_id: int, json: Any = None) -> requests.Response:
         def attempt() -> requests.Response:
-            self._limiter.acquire(MAX_RATE_LIMIT_WAIT_SECONDS)
+            self._limiter.acquire(self._rate_limit_wait)
             try:
                 response = self._sessions.get().request(
                     method,

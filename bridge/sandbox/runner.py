@@ -103,7 +103,7 @@ def _wait_ready(url: str, children: list[subprocess.Popen]) -> None:
         try:
             if requests.get(url + "/readyz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or slow on its first request
             pass
         time.sleep(0.2)
     raise SystemExit(

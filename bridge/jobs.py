@@ -1,0 +1,123 @@
+"""What ``bridge worker`` runs: the queue's jobs, and the worker that runs them.
+
+- ``sync_invoice``: send an invoice's pending operation to Finan (``InvoiceOperations``
+  does the work, under the invoice's lock, and schedules the next attempt or gives up).
+- ``write_back``: tell the CRM how a queued operation ended (``PUT /api/v1/invoices/{id}``
+  with ``note``, ``total_amount`` and ``lookup_url``), paced by the shared CRM rate limit.
+  RQ retries it on 429/5xx/timeouts (``queue.WRITE_BACK_RETRY``).
+- ``BridgeWorker``: RQ's worker, whose maintenance round also gives stranded queued
+  invoices a new job (``InvoiceOperations.recover_stranded``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from decimal import Decimal
+
+from rq import Worker, get_current_job
+
+from bridge.app import Services, build_services
+from bridge.clients.tourwell import TourwellClient
+from bridge.config import load_settings
+from bridge.errors import BridgeError, CrmUnavailable
+from bridge.queue import QUEUE_NAME
+from bridge.records import CANCELLED, DEAD, FAILED, ISSUED, Event, Record
+
+__all__ = ["QUEUE_NAME", "BridgeWorker", "sync_invoice", "use", "write_back"]
+
+log = logging.getLogger(__name__)
+
+# A worker may wait longer than a web request for a slot of the CRM's rate limit.
+WRITE_BACK_RATE_LIMIT_WAIT_SECONDS = 60.0
+# How often a worker runs RQ's registry clean-up and the stranded-invoice sweep.
+MAINTENANCE_INTERVAL_SECONDS = 60
+
+_services: Services | None = None
+
+
+def use(services: Services) -> None:
+    """Run jobs in this process with ``services`` (``bridge worker`` and tests call it)."""
+    global _services
+    _services = services
+
+
+def _current() -> Services:
+    global _services
+    if _services is None:  # a worker started some other way: build from the environment
+        _services = build_services(load_settings(os.environ))
+    return _services
+
+
+def sync_invoice(invoice_id: int, job_id: str) -> str:
+    outcome = _current().operations.send_pending(invoice_id, job_id)
+    log.info("invoice %s: %s", invoice_id, outcome)
+    return outcome
+
+
+def write_back(invoice_id: int) -> str:
+    services = _current()
+    records = services.operations.records
+    record = records.get(invoice_id)
+    if record is None or record.state not in (ISSUED, CANCELLED, FAILED, DEAD):
+        return "nothing to write back"  # queued again since: its own outcome will follow
+    fields = outcome_fields(record, services.settings.provider_lookup_url_template)
+    crm = TourwellClient(
+        services.settings, services.redis, rate_limit_wait=WRITE_BACK_RATE_LIMIT_WAIT_SECONDS
+    )
+    try:
+        crm.write_back(invoice_id, fields)
+    except CrmUnavailable as exc:
+        job = get_current_job()
+        if job is not None and job.retries_left:
+            raise  # RQ tries again later (queue.WRITE_BACK_RETRY)
+        records.add_event(invoice_id, Event("write_back", "worker", "failed", exc.message))
+        return f"write-back gave up: {exc.message}"
+    except BridgeError as exc:  # the CRM refused: our token, an unknown invoice
+        records.add_event(invoice_id, Event("write_back", "worker", "failed", exc.message))
+        log.warning("invoice %s: write-back refused: %s", invoice_id, exc.message)
+        return f"write-back refused: {exc.message}"
+    records.add_event(invoice_id, Event("write_back", "worker", "written_back", fields["note"]))
+    return "written back"
+
+
+def outcome_fields(record: Record, lookup_url_template: str | None) -> dict[str, str]:
+    """The CRM update fields that say how the invoice's last operation ended."""
+    codes = f"order {record.provider_order_code}, system {record.provider_system_code}"
+    error = record.last_error or {}
+    if record.state == ISSUED:
+        fields = {"note": f"Finan invoice issued: {codes}"}
+        if record.total_amount is not None:
+            fields["total_amount"] = _whole_dong(record.total_amount)
+        if lookup_url_template:
+            fields["lookup_url"] = lookup_url_template.format(
+                provider_invoice_id=record.provider_invoice_id
+            )
+        return fields
+    if record.state == CANCELLED:
+        return {"note": f"Finan invoice cancelled (nothing left to collect): {codes}"}
+    if record.state == FAILED:
+        return {"note": f"Finan rejected the invoice ({error.get('code')}): {error.get('message')}"}
+    return {"note": f"Not sent to Finan: {error.get('message')}"}
+
+
+def _whole_dong(amount: Decimal) -> str:
+    return str(amount.quantize(Decimal(1)))
+
+
+class BridgeWorker(Worker):
+    """RQ's worker, plus the sweep for queued invoices whose job was lost."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
+        super().__init__(*args, **kwargs)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        try:
+            recovered = _current().operations.recover_stranded()
+        except Exception:  # the sweep must never stop the worker; the next round retries
+            log.exception("the sweep for stranded queued invoices failed")
+            return
+        if recovered:
+            log.warning("gave %d stranded queued invoices a new job: %s", len(recovered), recovered)
