@@ -31,12 +31,29 @@ keepalive = _env("keepalive", 5)
 max_requests = _env("max_requests", 5000)
 max_requests_jitter = _env("max_requests_jitter", 500)
 
-# Logs to stdout/stderr, for the supervisor (systemd, Docker, Kubernetes) to collect.
-accesslog = "-"
-errorlog = "-"
+# Logs: JSON lines on stdout, for the supervisor (systemd, Docker, Kubernetes) to collect.
+# gunicorn's access and error logs and the app's own lines share one formatter
+# (bridge/logs.py), which keeps a fixed list of access fields (method, path, status, size,
+# time, request id): no query string and no request header, so no Authorization header.
 loglevel = _env("loglevel", "info")
-# No query strings or headers in the access log: nothing secret can reach it.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+accesslog = "-"
+access_log_format = '"%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+_json_to_stdout = {
+    "class": "logging.StreamHandler",
+    "formatter": "json",
+    "stream": "ext://sys.stdout",
+}
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "bridge.logs.JsonFormatter"}},
+    "handlers": {"stdout": _json_to_stdout},
+    "root": {"level": loglevel.upper(), "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+    },
+}
 
 # gunicorn's control socket lives at one fixed path per user: two instances on one machine
 # (a sandbox beside a service, parallel test runs) would fight over it. Nothing uses it.

@@ -8,6 +8,7 @@ codes are retried inline a few times, then raise ``ProviderUnavailable``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from bridge.errors import ProviderRejected, ProviderUnavailable
 from bridge.metrics import FINAN_CALLS, FINAN_REQUEST_DURATION
 from bridge.signing import FinanAuth
 from schemas.finan import ResponseEnvelopeSchema, code_class
+
+log = logging.getLogger(__name__)
 
 # (connect, read). The read timeout bounds how long the CRM waits on one try.
 TIMEOUT_SECONDS = (3.05, 10.0)
@@ -67,12 +70,16 @@ class FinanClient:
                 lambda: self._put_once(url, body), self._attempts, system="finan"
             )
             outcome = "accepted"
+            log.info("Finan accepted the invoice", extra={"finan_code": answer.code})
             return answer
-        except ProviderRejected:
+        except ProviderRejected as exc:
             outcome = "rejected"
+            # Finan's message may quote the invoice's customer: the code says enough here.
+            log.warning("Finan rejected the invoice", extra={"finan_code": exc.code})
             raise
         except RetryableAnswer as exc:
             outcome = "unavailable"
+            log.warning("Finan unavailable after %d tries", self._attempts)
             raise ProviderUnavailable(
                 f"Finan is unavailable ({exc.description}); try again later",
                 retry_after=max(1, round(exc.retry_after or 0)) if exc.retry_after else 30,

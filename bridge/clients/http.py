@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from tenacity import (
 from bridge.metrics import RETRIES
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 # Inline retries are for blips: a few quick tries, then the caller gets an answer. A
 # Retry-After longer than this is not waited for inline.
@@ -87,6 +90,12 @@ def call_with_retries(attempt: Callable[[], T], attempts: int, system: str = "ot
 
     def count_retry(state: RetryCallState) -> None:
         RETRIES.labels(system).inc()
+        # The failure's description may quote the outside system's message: not logged.
+        log.warning(
+            "inline retry after try %d failed",
+            state.attempt_number,
+            extra={"system": system, "retry_in_seconds": round(state.upcoming_sleep, 2)},
+        )
 
     retrying = Retrying(
         stop=_stop(attempts),

@@ -1,0 +1,175 @@
+"""Logs as JSON lines: one object per line, naming the request, invoice and operation in hand.
+
+``JsonFormatter`` (python-json-logger underneath) formats the app's own lines, gunicorn's
+access and error logs (``deploy/gunicorn.conf.py``) and anything else that calls
+``configure_logging``. While a request runs, every line carries its ``request_id`` (a valid
+``X-Request-ID`` from the caller, else a new one, echoed back in the same header); while an
+operation on an invoice runs, also ``invoice_id`` and ``operation``.
+
+What never reaches a log, and why:
+- tokens, secrets and signatures: the code does not log them, and as a last line of
+  defence the formatter replaces every configured secret it finds with ``[redacted]``;
+- request headers (``Authorization`` among them): gunicorn's access lines keep a fixed list
+  of fields, and no header but ``X-Request-ID`` is among them;
+- customer data (names, emails, phones, addresses): lines name an invoice by its id and an
+  error by its machine ``reason``, never by its message, which may quote the invoice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import IO, Any
+
+from flask import Flask, Response, g, request
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Long enough for any id scheme in use (UUIDs, ULIDs, trace ids); the characters can't
+# break a log line or a header, or smuggle markup into a log viewer.
+MAX_REQUEST_ID_LENGTH = 128
+_SAFE_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
+
+REDACTED = "[redacted]"
+# A shorter "secret" would blank out ordinary words all over the logs; real tokens and keys
+# are far longer than this.
+MIN_REDACTED_LENGTH = 8
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_context: ContextVar[Mapping[str, Any]] = ContextVar("bridge_log_context", default=_EMPTY)
+_secrets: set[str] = set()
+
+# gunicorn's access-log atoms that are safe to write, and the field each becomes. Every
+# other atom (request headers "{name}i", the WSGI environ "{name}e", the query string) is
+# left out: Authorization is a request header, and the environ holds it too.
+_ACCESS_FIELDS = {
+    "h": "remote_addr",
+    "m": "method",
+    "U": "path",
+    "s": "status",
+    "B": "bytes",
+    "M": "duration_ms",
+    "{x-request-id}o": "request_id",
+}
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's request id when it is safe to echo and log, else a new one."""
+    if header and _SAFE_REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` (e.g. ``invoice_id``, ``operation``) to every line logged inside."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def register_secrets(*values: str | None) -> None:
+    """Values the formatter must never write (tokens, keys), whoever logs them."""
+    _secrets.update(v for v in values if v and len(v) >= MIN_REDACTED_LENGTH)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class JsonFormatter(_LibraryJsonFormatter):
+    """``{"time", "level", "logger", "message", ...context, ...extra}``, one line each."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("timestamp", "time")
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("json_ensure_ascii", False)
+        super().__init__("%(levelname)s %(name)s %(message)s", **kwargs)
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            log_data.update(_access_fields(record.args))
+        for key, value in _context.get().items():
+            log_data.setdefault(key, value)
+
+    def jsonify_log_record(self, log_data: Any) -> str:
+        return redact(super().jsonify_log_record(log_data))
+
+
+def _access_fields(atoms: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {}
+    for atom, name in _ACCESS_FIELDS.items():
+        value = dict.get(atoms, atom) if isinstance(atoms, dict) else atoms.get(atom)
+        if value in (None, "-"):
+            continue
+        fields[name] = int(value) if isinstance(value, str) and value.isdigit() else value
+    return fields
+
+
+def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = None) -> None:
+    """Send every log line to ``stream`` (default stderr) as JSON, replacing root's handlers."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def note_refusal(reason: str) -> None:
+    """Remember why the request was refused, for the operation's closing line."""
+    g.log_refusal_reason = reason
+
+
+def init_app(app: Flask) -> None:
+    """Bind the request id (and invoice and operation) to the request's log lines."""
+
+    @app.before_request
+    def bind_request() -> None:
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        fields: dict[str, Any] = {"request_id": request_id}
+        invoice_id = (request.view_args or {}).get("invoice_id")
+        if invoice_id is not None and request.endpoint:
+            fields["invoice_id"] = invoice_id
+            fields["operation"] = request.endpoint.rpartition(".")[2]  # the view's name
+        g.request_id = request_id
+        g.log_context_token = _context.set({**_context.get(), **fields})
+
+    @app.after_request
+    def close_request(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        operation = _context.get().get("operation")
+        if operation:
+            reason = g.get("log_refusal_reason")
+            log.info(
+                "%s answered %s%s",
+                operation,
+                response.status_code,
+                f" ({reason})" if reason else "",
+                extra={"status": response.status_code, "reason": reason},
+            )
+        return response
+
+    @app.teardown_request
+    def unbind_request(exc: BaseException | None) -> None:
+        token = g.pop("log_context_token", None)
+        if token is not None:
+            _context.reset(token)
