@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.register_blueprint(crm_api)
     app.register_blueprint(health)
     logs.init_app(app)
-    metrics.init_app(app)
+    metrics.init_app(app, metrics.RedisStateCollector(services.redis, services.records))
     _register_error_handlers(app)
     return app
 

@@ -6,6 +6,9 @@ every process's files. The variable must be set before ``prometheus_client`` is 
 imported (``deploy/gunicorn.conf.py`` sees to it); without it (tests, a single process) the
 default in-memory registry is used.
 
+Queue depth and records by state are not counted as things happen: a collector reads them
+from Redis at scrape time, so every process answers the same and nothing drifts.
+
 Labels carry only fixed vocabularies (URL rules, statuses, outcomes, states), never a raw
 path, an invoice id, a token or anything a caller sent.
 """
@@ -17,14 +20,17 @@ import os
 import time
 from collections.abc import Iterator
 
+import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from bridge.errors import BridgeError, Unprocessable
+from bridge.queue import bridge_queue
+from bridge.records import STATES, RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,43 @@ def count_refusal(exc: BridgeError) -> None:
     """Count the refusals that have their own metric (called by the error handler)."""
     if isinstance(exc, Unprocessable) and exc.message.startswith(_TOTALS_MISMATCH_PREFIX):
         TOTALS_REFUSALS.inc()
+
+
+class RedisStateCollector:
+    """Queue depth and records by state, read from Redis when Prometheus scrapes."""
+
+    def __init__(self, connection: redis.Redis, records: RecordStore) -> None:
+        self._redis = connection
+        self._records = records
+
+    def collect(self) -> Iterator[Metric]:
+        queue = bridge_queue(self._redis)
+        try:
+            # cleanup=False: RQ's registry clean-up writes (and may re-run jobs); a scrape
+            # only reads.
+            depth = {
+                "queued": queue.count,
+                "scheduled": queue.scheduled_job_registry.get_job_count(cleanup=False),
+                "started": queue.started_job_registry.get_job_count(cleanup=False),
+            }
+            by_state = self._records.count_by_state()
+        except redis.RedisError as exc:
+            # The counters are still worth serving; the gap in these two shows the outage.
+            log.warning("metrics: Redis unavailable for queue and record counts (%s)", exc)
+            return
+        jobs = GaugeMetricFamily(
+            "bridge_queue_depth",
+            "Jobs in the retry queue: queued (ready to run), scheduled (waiting for their "
+            "retry time), started (running).",
+            labels=["status"],
+        )
+        for status, count in depth.items():
+            jobs.add_metric([status], count)
+        yield jobs
+        records = GaugeMetricFamily("bridge_records", "Invoice records by state.", labels=["state"])
+        for state in STATES:
+            records.add_metric([state], by_state.get(state, 0))
+        yield records
 
 
 class _DefaultRegistry:

@@ -84,7 +84,7 @@ def test_finan_calls_are_counted_by_outcome_with_their_latency(client, crm_heade
     finan.state.fail_next("client_error")
     assert issue(client, crm_headers, 18).status_code == 502
     finan.state.fail_next("unavailable", count=3)
-    assert issue(client, crm_headers, 19).status_code in (202, 503)  # queued, or not
+    assert issue(client, crm_headers, 19).status_code == 202  # queued for a worker
 
     assert value(client, "bridge_finan_calls_total", outcome="accepted") == accepted + 1
     assert value(client, "bridge_finan_calls_total", outcome="rejected") == rejected + 1
@@ -124,6 +124,38 @@ def test_totals_refusals_are_counted_and_other_422s_are_not(client, crm_headers,
     assert issue(client, crm_headers, 17, json=no_tax_id).status_code == 422
 
     assert value(client, "bridge_totals_refusals_total") == before + 1
+
+
+def test_records_by_state_and_queue_depth_are_read_from_redis_at_scrape_time(
+    client, crm_headers, finan
+):
+    assert value(client, "bridge_records", state="issued") == 0
+    assert issue(client, crm_headers, 17).status_code == 201
+    finan.state.fail_next("unavailable", count=3)
+    assert issue(client, crm_headers, 18).status_code == 202  # queued for a worker
+
+    assert value(client, "bridge_records", state="issued") == 1
+    assert value(client, "bridge_records", state="queued") == 1
+    assert value(client, "bridge_records", state="dead") == 0
+    waiting = sum(
+        value(client, "bridge_queue_depth", status=status) for status in ("queued", "scheduled")
+    )
+    assert waiting == 1
+
+
+def test_metrics_still_answer_while_redis_is_down(environ, finan):
+    import redis as redis_lib
+
+    from bridge.app import create_app
+    from bridge.config import load_settings
+
+    dead = redis_lib.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    client = create_app(load_settings(environ), dead).test_client()
+
+    text = scrape(client)
+
+    assert "bridge_http_requests_total" in text
+    assert "bridge_records" not in text and "bridge_queue_depth" not in text
 
 
 def test_no_secret_appears_in_metrics(client, crm_headers, finan):
