@@ -47,6 +47,7 @@ def state_index_key(state: str) -> str:
 def history_key(invoice_id: int) -> str:
     return f"bridge:history:{invoice_id}"
 
+
 _MONEY_FIELDS = ("total_amount", "tax_amount")
 
 

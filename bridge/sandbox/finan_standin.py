@@ -48,7 +48,18 @@ TAX_TYPES = ("price_excluding_tax", "price_including_tax", "tax_not_applicable")
 
 # "server_error_200" is Finan answering HTTP 200 with a server-class code in the envelope:
 # the bridge must classify by the code, not by the HTTP status.
-FAULT_MODES = ("server_error", "server_error_200", "unavailable", "client_error", "hang", "reset")
+# "hang" waits ``delay`` before handling the request; "late_answer" handles (stores) it
+# first and then waits ``delay`` before answering, so a caller that gave up, or died, in the
+# meantime never learns that Finan took it.
+FAULT_MODES = (
+    "server_error",
+    "server_error_200",
+    "unavailable",
+    "client_error",
+    "hang",
+    "late_answer",
+    "reset",
+)
 
 _FINAN_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _FINAN_PHONE = re.compile(r"\+84[0-9]{9,10}")
@@ -367,9 +378,13 @@ def create_finan_app(
             return response
 
         fault = state.take_fault()
-        if fault is not None and fault.mode == "hang":
-            entry["fault"] = "hang"
-            time.sleep(fault.delay)
+        late_by = 0.0
+        if fault is not None and fault.mode in ("hang", "late_answer"):
+            entry["fault"] = fault.mode
+            if fault.mode == "hang":
+                time.sleep(fault.delay)
+            else:
+                late_by = fault.delay
         elif fault is not None:
             entry["fault"] = fault.mode
             if fault.mode == "reset":
@@ -405,6 +420,7 @@ def create_finan_app(
 
         target = str(uuid.UUID(invoice_id)) if invoice_id else str(uuid.uuid4())
         data, created = state.store(target, json.loads(raw), totals, now)
+        time.sleep(late_by)
         if created:
             return finish(
                 _envelope(200, CODE_CREATED, "Bạn vừa thực hiện tạo thành công hoá đơn", data),

@@ -1,0 +1,320 @@
+"""The retry queue, end to end: the CRM-facing API, RQ on the real Redis, the stand-ins.
+
+Jobs run in this process with RQ's ``SimpleWorker`` in burst mode (``run_worker``), with a
+retry schedule of zeros so that every next attempt is due at once. Finan's request log (the
+stand-in's) is the witness of what was sent; the CRM stand-in's of what was written back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from rq import SimpleWorker
+from rq.job import Job
+from test_api import API, finan_puts, issue
+
+from bridge import jobs
+from bridge.app import create_app
+from bridge.config import load_settings
+from bridge.queue import bridge_queue
+from bridge.records import Event
+from schemas.finan import decode_request
+
+
+@pytest.fixture
+def app(environ, redis):
+    """The bridge, with queued attempts due at once (three of them, then dead)."""
+    settings = load_settings({**environ, "BRIDGE_RETRY_SCHEDULE": "0,0,0"})
+    app = create_app(settings, redis)
+    jobs.use(app.extensions["bridge"])
+    return app
+
+
+def run_worker(redis) -> None:
+    SimpleWorker([bridge_queue(redis)], connection=redis).work(burst=True)
+
+
+def record_of(client, headers, invoice_id=17) -> dict:
+    return client.get(f"{API}/{invoice_id}", headers=headers).json["data"]
+
+
+def crm_writes(tourwell, invoice_id=17) -> list[dict]:
+    with tourwell.state.lock:
+        return [
+            r
+            for r in tourwell.state.requests
+            if r["method"] == "PUT" and r["path"] == f"/api/v1/invoices/{invoice_id}"
+        ]
+
+
+def history(app, invoice_id=17) -> list[Event]:
+    return app.extensions["bridge"].operations.records.history(invoice_id)
+
+
+def queue_is_empty(redis) -> bool:
+    queue = bridge_queue(redis)
+    return queue.count == 0 and queue.scheduled_job_registry.count == 0
+
+
+def test_finan_down_then_back_the_worker_issues_once_and_writes_back(
+    app, client, crm_headers, finan, tourwell, redis
+):
+    finan.state.fail_next("unavailable", count=3)  # the three inline tries
+
+    queued = issue(client, crm_headers)
+
+    assert queued.status_code == 202
+    assert queued.json["data"]["state"] == "queued"
+    assert crm_writes(tourwell) == []  # the CRM has its answer; nothing to write yet
+
+    run_worker(redis)
+
+    record = record_of(client, crm_headers)
+    assert record["state"] == "issued"
+    assert record["last_error"] is None
+    assert [r["outcome"] for r in finan_puts(finan)] == ["fault:unavailable"] * 3 + ["created"]
+    assert list(finan.state.invoices) == [record["provider_invoice_id"]]
+    (write,) = crm_writes(tourwell)
+    assert record["provider_order_code"] in write["body"]["note"]
+    assert write["body"]["total_amount"] == "6325000"  # Finan's total, whole đồng
+    assert [(e.actor, e.outcome) for e in reversed(history(app))] == [
+        ("crm", "queued"),
+        ("worker", "issued"),
+        ("worker", "written_back"),
+    ]
+    assert queue_is_empty(redis)
+
+
+def test_the_first_queued_attempt_waits_for_the_first_delay_of_the_schedule(
+    environ, redis, crm_headers, finan
+):
+    app = create_app(load_settings(environ), redis)  # the default schedule: 10 s first
+    finan.state.fail_next("server_error", count=3)
+
+    before = datetime.now(UTC).timestamp()
+    assert issue(app.test_client(), crm_headers).status_code == 202
+
+    registry = bridge_queue(redis).scheduled_job_registry
+    (job_id,) = registry.get_job_ids()
+    assert before + 9 <= registry.get_scheduled_time(job_id).timestamp() <= before + 12
+    assert bridge_queue(redis).count == 0  # nothing runs before its time
+
+
+def test_the_crm_echoing_the_write_back_as_an_update_sends_nothing_to_finan(
+    app, client, crm_headers, finan, tourwell, redis
+):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+    run_worker(redis)
+    (write,) = crm_writes(tourwell)
+    sent = len(finan_puts(finan))
+
+    echo = client.put(f"{API}/17", headers=crm_headers, json=write["body"])
+
+    assert echo.status_code == 200
+    assert echo.json["message"] == "Invoice unchanged; nothing sent to Finan"
+    assert len(finan_puts(finan)) == sent
+
+
+def test_an_update_behind_a_queued_issue_makes_one_request_with_the_updated_body(
+    app, client, crm_headers, finan, redis
+):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+    job_ids = bridge_queue(redis).get_job_ids()
+
+    update = client.put(f"{API}/17", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
+
+    assert update.status_code == 202
+    assert bridge_queue(redis).get_job_ids() == job_ids  # still the one job
+    run_worker(redis)
+    sent = [r for r in finan_puts(finan) if r["outcome"] in ("created", "updated")]
+    assert [r["outcome"] for r in sent] == ["created"]
+    assert sent[0]["body"]["customer"]["address"] == "1 Lê Lợi"
+    assert record_of(client, crm_headers)["state"] == "issued"
+
+
+def test_a_cancel_behind_a_queued_issue_wins(app, client, crm_headers, finan, redis):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers, json={"cancel_note": "trip off"})
+
+    assert cancel.status_code == 202
+    assert client.put(f"{API}/17", headers=crm_headers, json={}).status_code == 409
+    run_worker(redis)
+    sent = [r for r in finan_puts(finan) if r["outcome"] in ("created", "updated")]
+    assert len(sent) == 1
+    assert sent[0]["body"]["items"] == [] and sent[0]["body"]["payment_config"] == []
+    record = record_of(client, crm_headers)
+    assert (record["state"], record["cancel_note"]) == ("cancelled", "trip off")
+    again = client.post(f"{API}/17/cancel", headers=crm_headers)
+    assert again.status_code == 201
+
+
+def test_a_cancel_behind_a_queued_update_wins(app, client, crm_headers, finan, redis):
+    assert issue(client, crm_headers).status_code == 201
+    finan.state.fail_next("server_error", count=3)
+    assert (
+        client.put(f"{API}/17", headers=crm_headers, json={"company_name": "X"}).status_code == 202
+    )
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert cancel.status_code == 202
+    run_worker(redis)
+    outcomes = [r["outcome"] for r in finan_puts(finan)]
+    assert outcomes == ["created"] + ["fault:server_error"] * 3 + ["updated"]
+    assert finan_puts(finan)[-1]["body"]["items"] == []
+    assert record_of(client, crm_headers)["state"] == "cancelled"
+
+
+def test_a_repeat_of_a_queued_issue_is_answered_202_and_queues_nothing_more(
+    app, client, crm_headers, finan, redis
+):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+
+    repeat = issue(client, crm_headers)
+
+    assert repeat.status_code == 202
+    assert len(finan_puts(finan)) == 3  # nothing sent inline behind a queued operation
+    assert bridge_queue(redis).count == 1
+
+
+def test_a_rejection_in_the_worker_is_failed_and_never_retried(
+    app, client, crm_headers, finan, tourwell, redis
+):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+    finan.state.fail_next("client_error")
+
+    run_worker(redis)
+
+    record = record_of(client, crm_headers)
+    assert record["state"] == "failed"
+    assert record["last_error"]["message"] == "invalid invoice"
+    assert record["last_error"]["code"] is not None
+    assert queue_is_empty(redis)
+    assert len(finan_puts(finan)) == 4  # a client-class answer is not retried
+    (write,) = crm_writes(tourwell)
+    assert "rejected" in write["body"]["note"]
+
+
+def test_after_the_last_attempt_of_the_schedule_the_record_is_dead(
+    app, client, crm_headers, finan, tourwell, redis
+):
+    finan.state.fail_next("server_error", count=100)
+    issue(client, crm_headers)
+
+    run_worker(redis)
+
+    record = record_of(client, crm_headers)
+    assert record["state"] == "dead"
+    assert "gave up after 3 queued attempts" in record["last_error"]["message"]
+    assert "105000" in record["last_error"]["message"]  # Finan's last error is kept
+    assert len(finan_puts(finan)) == 3 + 3 * 3  # inline, then three queued attempts of three
+    assert queue_is_empty(redis)
+    assert "Not sent to Finan" in crm_writes(tourwell)[0]["body"]["note"]
+    finan.state.reset()  # Finan is back: the CRM's next issue sends it inline
+    assert issue(client, crm_headers).status_code == 201
+    assert record_of(client, crm_headers)["state"] == "issued"
+
+
+@pytest.mark.parametrize("fault", ["reset", "server_error", "server_error_200"])
+def test_other_server_side_failures_queue_too(app, client, crm_headers, finan, redis, fault):
+    finan.state.fail_next(fault, count=3)
+
+    assert issue(client, crm_headers).status_code == 202
+
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "issued"
+    assert len(finan.state.invoices) == 1
+
+
+def test_a_slow_finan_within_the_timeout_is_just_slow(client, crm_headers, finan):
+    finan.state.fail_next("hang", delay=0.5)
+
+    response = issue(client, crm_headers)
+
+    assert response.status_code == 201
+    assert [r["outcome"] for r in finan_puts(finan)] == ["created"]
+
+
+def test_finan_taking_it_but_answering_after_the_timeout_converges_on_one_invoice(
+    app, settings, client, crm_headers, finan, redis
+):
+    from bridge.clients.finan import FinanClient
+
+    # A Finan client with a short read timeout stands for Finan hanging past the real one.
+    operations = app.extensions["bridge"].operations
+    operations._finan = FinanClient(settings, timeout=(1.0, 0.3))
+    finan.state.fail_next("late_answer", count=3, delay=0.6)  # stored, answered too late
+
+    assert issue(client, crm_headers).status_code == 202
+
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "issued"
+    assert len(finan.state.invoices) == 1  # every try landed on the one derived id
+
+
+def test_a_queued_invoice_whose_job_was_lost_gets_a_new_one(app, client, crm_headers, finan, redis):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+    (job_id,) = bridge_queue(redis).get_job_ids()
+    Job.fetch(job_id, connection=redis).delete()  # as a Redis without AOF would lose it
+
+    recovered = app.extensions["bridge"].operations.recover_stranded()
+
+    assert recovered == [17]
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "issued"
+    assert app.extensions["bridge"].operations.recover_stranded() == []
+
+
+def test_a_job_that_is_no_longer_the_records_does_nothing(app, client, crm_headers, finan, redis):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+    sent = len(finan_puts(finan))
+
+    outcome = jobs.sync_invoice(17, "sync-17-not-the-records-job")
+
+    assert outcome.startswith("nothing to send")
+    assert len(finan_puts(finan)) == sent
+
+
+def test_the_crm_rate_limiting_and_failing_during_a_write_back_is_retried(
+    app, client, crm_headers, finan, tourwell, redis
+):
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+    tourwell.state.fail_next("rate_limited")  # 429 + Retry-After: 1, retried inline
+    tourwell.state.fail_next("unavailable", count=3)  # then down through the inline tries
+
+    run_worker(redis)
+
+    assert crm_writes(tourwell)[-1]["status"] == 503
+    registry = bridge_queue(redis).scheduled_job_registry
+    (job_id,) = registry.get_job_ids()  # RQ will try the write-back again later
+    job = Job.fetch(job_id, connection=redis)
+    assert job.func_name == "bridge.jobs.write_back"
+    bridge_queue(redis).enqueue_job(job)  # its time has come (the scheduler's move)
+    run_worker(redis)
+    assert crm_writes(tourwell)[-1]["status"] == 200
+    assert history(app)[0].outcome == "written_back"
+
+
+def test_the_sent_body_of_a_queued_issue_is_the_one_the_crm_gave(
+    app, client, crm_headers, finan, redis
+):
+    from bridge.sandbox.samples import sample_invoices
+
+    finan.state.fail_next("server_error", count=3)
+    invoice = sample_invoices()[18]
+    assert issue(client, crm_headers, 18, json=invoice).status_code == 202
+
+    run_worker(redis)
+    body = decode_request(app.extensions["bridge"].operations.records.get(18).last_body)
+    assert body["reference_code"] == invoice["code"]
+    assert [r["body"] for r in finan_puts(finan)][-1]["reference_code"] == invoice["code"]
