@@ -4,6 +4,9 @@ The CRM is loose with types and evolves without notice, so:
 
 - every schema ignores unknown fields (``CrmSchema``; marshmallow does not pass ``unknown``
   on to nested schemas, so each nested schema subclasses it);
+- a price row is loaded about twenty times per invoice, so the row schemas declare only
+  what the mapping reads: a field the bridge never uses is not checked either, like any
+  unknown field, and can't refuse an invoice;
 - every field but the invoice ``id`` is optional and nullable;
 - money, numbers and dates arrive in several forms, and the custom fields below turn each
   of them into one Python type (``MoneyValue``, ``Decimal``, an aware UTC ``datetime``),
@@ -258,15 +261,18 @@ class ServiceInfoSchema(CrmSchema):
     code = _optional(CrmString)
 
 
+# The row schemas: only what the mapping reads (item name, price, quantity, VAT and the
+# two totals that tell whether prices include VAT). The CRM also sends, per row, ``unit``,
+# ``currency``, ``commission``, ``object.description``, ``vat.type`` and ``vat.type_label``;
+# they are ignored like unknown fields.
+
+
 class PriceObjectSchema(CrmSchema):
     title = _optional(CrmString)
-    description = _optional(CrmString)
 
 
 class VatSchema(CrmSchema):
     value = _optional(CrmDecimal)
-    type = _optional(CrmString)
-    type_label = _optional(CrmString)
 
 
 class PriceSchema(CrmSchema):
@@ -274,11 +280,9 @@ class PriceSchema(CrmSchema):
     unit_price = _optional(Money)
     quantity = _optional(CrmDecimal)
     period = _optional(CrmDecimal)
-    unit = _optional(CrmString)
     vat = _nested(VatSchema)
     amount_total = _optional(Money)
     grand_total = _optional(Money)
-    currency = _optional(CrmString)
 
 
 class ServiceSchema(CrmSchema):
@@ -323,6 +327,12 @@ class InvoiceSchema(CrmSchema):
     request_info = _nested(RequestInfoSchema)
 
 
+# Built once: a schema instance builds its nested schemas on first use, which costs about
+# as much as loading a whole invoice again. Loading keeps no state on the instance, so
+# every thread shares it.
+_INVOICE_SCHEMA = InvoiceSchema()
+
+
 def load_invoice(payload: Any) -> dict[str, Any]:
     """Validate a CRM invoice, given as ``{"data": {...}}`` or as the bare object.
 
@@ -336,7 +346,7 @@ def load_invoice(payload: Any) -> dict[str, Any]:
             errors={"_schema": [f"expected an object, got {type(payload).__name__}"]},
         )
     try:
-        return InvoiceSchema().load(payload)
+        return _INVOICE_SCHEMA.load(payload)
     except ValidationError as exc:
         raise Unprocessable(
             "the invoice can't be read: some fields are missing or malformed",
