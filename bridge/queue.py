@@ -34,7 +34,7 @@ WRITE_BACK_JOB = "bridge.jobs.write_back"
 JOB_TIMEOUT_SECONDS = 300
 # If a job itself crashes (a bug, Redis gone mid-job) or its worker is killed, RQ runs it
 # again on this schedule; the Finan schedule is the bridge's own (Settings.retry_schedule).
-JOB_CRASH_RETRY = Retry(max=3, interval=[10, 60, 300])
+JOB_CRASH_RETRY = Retry(max=3, interval=[0, 60, 300])
 # CRM write-backs are retried by RQ on 429/5xx/timeouts, for about a day in all.
 WRITE_BACK_RETRY = Retry(max=8, interval=[10, 60, 300, 900, 1800, 3600, 7200, 21600])
 # Finished jobs are of no further use: the record and its history keep the outcome.
