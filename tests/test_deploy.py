@@ -27,6 +27,7 @@ from dockerfile_parse import DockerfileParser
 from kubernetes_validate.utils import all_versions
 
 from bridge.config import SETTINGS_TABLE, ConfigError, load_settings
+from bridge.queue import JOB_TIMEOUT_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -59,8 +60,11 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-def graceful_timeout() -> int:
-    """gunicorn's graceful_timeout as deploy/gunicorn.conf.py sets it (no GUNICORN_ overrides)."""
+@pytest.fixture
+def graceful_timeout(monkeypatch: pytest.MonkeyPatch) -> int:
+    """gunicorn's graceful_timeout as deploy/gunicorn.conf.py sets it, without overrides."""
+    for variable in [name for name in os.environ if name.startswith("GUNICORN_")]:
+        monkeypatch.delenv(variable)
     return int(runpy.run_path(str(GUNICORN_CONFIG))["graceful_timeout"])
 
 
@@ -286,7 +290,7 @@ def test_compose_spec_check_rejects_a_broken_copy(tmp_path):
     assert "stop_grace_priod" in result.stdout
 
 
-def test_compose_runs_web_worker_and_a_persistent_redis():
+def test_compose_runs_web_worker_and_a_persistent_redis(graceful_timeout):
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
     assert set(services) == {"web", "worker", "redis"}
@@ -314,8 +318,8 @@ def test_compose_runs_web_worker_and_a_persistent_redis():
     assert "PONG" in " ".join(redis["healthcheck"]["test"])
 
     # Time for requests in flight, and for a worker's job in hand, before the kill.
-    assert int(web["stop_grace_period"].rstrip("s")) > graceful_timeout()
-    assert worker["stop_grace_period"] == "3m"
+    assert int(web["stop_grace_period"].rstrip("s")) > graceful_timeout
+    assert int(worker["stop_grace_period"].rstrip("s")) > JOB_TIMEOUT_SECONDS
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -352,14 +356,14 @@ def pod_spec(deployment: str) -> dict:
     return kubernetes_object("Deployment", deployment)["spec"]["template"]["spec"]
 
 
-def test_kubernetes_web_pods_probe_health_and_readiness():
+def test_kubernetes_web_pods_probe_health_and_readiness(graceful_timeout):
     pod = pod_spec("tourwell-finan-bridge-web")
     (web,) = pod["containers"]
     assert web["command"] == SERVE
     assert web["ports"] == [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     assert web["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert web["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert pod["terminationGracePeriodSeconds"] > graceful_timeout()
+    assert pod["terminationGracePeriodSeconds"] > graceful_timeout
 
     service = kubernetes_object("Service", "tourwell-finan-bridge")
     assert service["spec"]["ports"][0]["targetPort"] == "http"
@@ -389,7 +393,8 @@ def test_kubernetes_pods_are_non_root_with_resources_and_settings():
             {"configMapRef": {"name": config["metadata"]["name"]}},
             {"secretRef": {"name": secret["metadata"]["name"]}},
         ]
-    assert pod_spec("tourwell-finan-bridge-worker")["terminationGracePeriodSeconds"] >= 120
+    worker_grace = pod_spec("tourwell-finan-bridge-worker")["terminationGracePeriodSeconds"]
+    assert worker_grace > JOB_TIMEOUT_SECONDS
 
     settings = {k for k in config["data"] if not k.startswith("GUNICORN_")}
     assert settings | set(secret["stringData"]) <= set(SETTINGS_TABLE)
@@ -457,12 +462,12 @@ def unit_problems(text: str, command: list[str]) -> list[str]:
     return problems
 
 
-def test_web_unit_runs_bridge_serve_hardened():
+def test_web_unit_runs_bridge_serve_hardened(graceful_timeout):
     text = (SYSTEMD / "bridge-web.service").read_text()
     assert unit_problems(text, ["bridge", "serve"]) == []
     service = read_unit(text)["Service"]
     assert shlex.split(service["ExecStart"])[2:] == ["--host", "127.0.0.1", "--port", str(PORT)]
-    assert int(service["TimeoutStopSec"]) > graceful_timeout()
+    assert int(service["TimeoutStopSec"]) > graceful_timeout
 
 
 def test_worker_unit_is_a_template_running_bridge_worker():
@@ -471,7 +476,7 @@ def test_worker_unit_is_a_template_running_bridge_worker():
     unit = read_unit(text)
     assert "%i" in unit["Unit"]["Description"]
     assert shlex.split(unit["Service"]["ExecStart"])[1:] == ["worker"]
-    assert int(unit["Service"]["TimeoutStopSec"]) >= 120
+    assert int(unit["Service"]["TimeoutStopSec"]) > JOB_TIMEOUT_SECONDS
 
 
 @pytest.mark.parametrize(
