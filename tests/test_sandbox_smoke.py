@@ -88,11 +88,11 @@ def sandbox(tmp_path: Path):
 def test_the_printed_examples_work_against_a_running_sandbox(sandbox):
     process, examples, data_dir = sandbox
     by_what = {what.split(" ")[0] + str(i): command for i, (what, command) in enumerate(examples)}
-    assert len(examples) == 8, by_what
+    assert len(examples) == 10, by_what
 
-    answers = [run(command) for _, command in examples]
+    answers = [run(command) for _, command in examples[:9]]
     (_, issued), (_, keyed), (replay_headers, replay), (_, updated), (_, cancelled) = answers[:5]
-    (_, foreign), (_, record), (_, finan_log) = answers[5:]
+    (_, foreign), (_, record), (_, finan_log), (_, queued) = answers[5:]
 
     assert issued["success"] is True and issued["data"]["state"] == "issued"
     assert issued["data"]["total_amount"] == "6325000"
@@ -108,6 +108,13 @@ def test_the_printed_examples_work_against_a_running_sandbox(sandbox):
     outcomes = [r["outcome"] for r in puts]
     # issue 17, update 17, cancel 17, issue 19; the repeat issue and the replay sent nothing
     assert outcomes == ["created", "updated", "updated", "created"], outcomes
+
+    assert queued["data"]["state"] == "queued"
+    deadline = time.monotonic() + 30  # the sandbox's first queued attempt is after 5 s
+    while (later := run(examples[9][1])[1])["data"]["state"] == "queued":
+        assert time.monotonic() < deadline, "the worker did not send the queued invoice"
+        time.sleep(0.5)
+    assert later["data"]["state"] == "issued" and later["data"]["last_error"] is None
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0

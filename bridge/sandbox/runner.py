@@ -52,6 +52,8 @@ def sandbox_environment(
         "PROVIDER_PAYMENT_CONFIG": ",".join(SANDBOX_PAYMENT_CONFIG),
         "PROVIDER_LOOKUP_URL_TEMPLATE": finan_url + "/invoice/{provider_invoice_id}",
         "GUNICORN_WORKERS": "2",
+        # Quicker than production's (10 s first), so a queued invoice is seen to go through.
+        "BRIDGE_RETRY_SCHEDULE": "5,15,60,300",
     }
 
 
@@ -62,6 +64,7 @@ def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
     api = f"{bridge_url}/api/v1/invoices"
     update = shlex.quote('{"company_address": "12 Tràng Tiền, Hoàn Kiếm, Hà Nội"}')
     cancel = shlex.quote('{"cancel_note": "Khách đổi lịch khởi hành"}')
+    faults = shlex.quote('{"mode": "unavailable", "count": 3}')
     return [
         (
             "Issue invoice 17 (the bridge pulls it from the CRM): 201",
@@ -91,6 +94,15 @@ def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
         (
             "What the stand-in Finan received (signed requests and their outcome)",
             f"curl -sS {finan_url}/_standin/requests",
+        ),
+        (
+            "Make Finan answer 503 three times, then issue invoice 18: 202, state queued",
+            f"curl -sS -o /dev/null {json_type} -d {faults} {finan_url}/_standin/faults"
+            f" && curl -sS -X POST {auth} {api}/18/issue",
+        ),
+        (
+            "About 5 s later the worker has sent it: state issued, and the CRM got a note",
+            f"curl -sS {auth} {api}/18",
         ),
     ]
 
