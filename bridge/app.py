@@ -86,9 +86,11 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
 
     from bridge.api import bp as crm_api
     from bridge.health import bp as health
+    from bridge.openapi import bp as openapi
 
     app.register_blueprint(crm_api)
     app.register_blueprint(health)
+    app.register_blueprint(openapi)
     logs.init_app(app)
     metrics.init_app(app, metrics.RedisStateCollector(services.redis, services.records))
     _register_error_handlers(app)

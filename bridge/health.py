@@ -5,13 +5,15 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, current_app, jsonify
 
+from schemas.bridge import health_schema, readiness_schema
+
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
     """The process is alive and serving (says nothing about its dependencies)."""
-    return jsonify({"status": "ok"})
+    return jsonify(health_schema.dump({}))
 
 
 @bp.get("/readyz")
@@ -22,7 +24,7 @@ def readyz() -> Response:
     try:
         current_app.extensions["bridge"].redis.ping()
     except redis.RedisError:
-        response = jsonify({"status": "unavailable", "redis": "unreachable"})
+        response = jsonify(readiness_schema.dump({"status": "unavailable", "redis": "unreachable"}))
         response.status_code = 503
         return response
-    return jsonify({"status": "ok", "redis": "ok"})
+    return jsonify(readiness_schema.dump({"status": "ok", "redis": "ok"}))

@@ -38,15 +38,34 @@ class RecordSchema(BridgeSchema):
 
 
 class SuccessEnvelopeSchema(BridgeSchema):
-    success = fields.Constant(True)
+    # ``required`` on fields that are only dumped tells the OpenAPI document they are always
+    # there.
+    success = fields.Constant(True, required=True)
     message = fields.String(required=True)
     data = fields.Nested(RecordSchema, required=True)
 
 
 class ErrorEnvelopeSchema(BridgeSchema):
-    success = fields.Constant(False)
+    success = fields.Constant(False, required=True)
     message = fields.String(required=True)
-    errors = fields.Dict(keys=fields.String())
+    errors = fields.Dict(keys=fields.String(), required=True)
 
 
 success_schema = SuccessEnvelopeSchema()
+
+
+class HealthSchema(BridgeSchema):
+    """``GET /healthz``: the process is alive."""
+
+    status = fields.Constant("ok", required=True)
+
+
+class ReadinessSchema(BridgeSchema):
+    """``GET /readyz``: ready for traffic when Redis answers."""
+
+    status = fields.String(required=True, metadata={"enum": ["ok", "unavailable"]})
+    redis = fields.String(required=True, metadata={"enum": ["ok", "unreachable"]})
+
+
+health_schema = HealthSchema()
+readiness_schema = ReadinessSchema()
