@@ -177,7 +177,7 @@ class InvoiceOperations:
                 raise Conflict(f"invoice {invoice_id} has not been issued yet; nothing to cancel")
             if record.state == CANCELLED:
                 return Outcome(201, CANCEL_MESSAGE, record)
-            if _cancelled(record):  # a cancel is already queued
+            if _queued(record) and record.pending.operation == CANCEL:
                 return Outcome(202, QUEUED_MESSAGE, record)
             latest = record.pending.body if _queued(record) else record.last_body
             body = encode_request(cancel_body(decode_request(latest)))
@@ -410,8 +410,9 @@ def _queued(record: Record | None) -> bool:
 
 
 def _cancelled(record: Record) -> bool:
-    """Cancelled, or a cancel is queued: either way nothing but a cancel may follow."""
-    return record.state == CANCELLED or (_queued(record) and record.pending.operation == CANCEL)
+    """Cancelled, or a cancel is pending (queued, failed or dead): only a cancel may follow."""
+    pending_cancel = record.pending is not None and record.pending.operation == CANCEL
+    return record.state == CANCELLED or pending_cancel
 
 
 def _pending_fingerprint(record: Record) -> str | None:

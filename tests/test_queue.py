@@ -318,3 +318,20 @@ def test_the_sent_body_of_a_queued_issue_is_the_one_the_crm_gave(
     body = decode_request(app.extensions["bridge"].operations.records.get(18).last_body)
     assert body["reference_code"] == invoice["code"]
     assert [r["body"] for r in finan_puts(finan)][-1]["reference_code"] == invoice["code"]
+
+
+def test_a_rejected_cancel_still_bars_issue_and_update_and_can_be_sent_again(
+    app, client, crm_headers, finan
+):
+    assert issue(client, crm_headers).status_code == 201
+    finan.state.fail_next("client_error")
+    assert client.post(f"{API}/17/cancel", headers=crm_headers).status_code == 502
+    assert record_of(client, crm_headers)["state"] == "failed"
+
+    assert issue(client, crm_headers).status_code == 409
+    assert client.put(f"{API}/17", headers=crm_headers, json={}).status_code == 409
+    again = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert again.status_code == 201
+    assert record_of(client, crm_headers)["state"] == "cancelled"
+    assert finan_puts(finan)[-1]["body"]["items"] == []
