@@ -23,6 +23,32 @@ from bench import loadgen
 from bench.run import RESULTS, Bench, parse_args
 
 PROFILED = ("B1", "B2", "B2k")
+
+# Where a sample's time goes: the frame nearest the leaf that matches decides, so a
+# json.dumps inside the record store counts for the record store, and a Redis command
+# anywhere counts for Redis.
+STARTUP = ("Worker.init_process", "Arbiter.spawn_worker")
+CATEGORIES = (
+    ("logging", ("logging/", "pythonjsonlogger/", "bridge/logs.py", "gunicorn/glogging.py")),
+    ("metrics", ("prometheus_client/", "bridge/metrics.py")),
+    ("Redis commands (redis-py)", ("redis/",)),
+    ("signing", ("bridge/signing.py",)),
+    (
+        "HTTP call to Finan (requests)",
+        ("requests/", "urllib3/", "http/client.py", "tenacity/", "bridge/clients/"),
+    ),
+    ("load the CRM invoice (marshmallow)", ("schemas/tourwell.py",)),
+    ("map to Finan's body", ("bridge/mapping.py",)),
+    ("encode Finan's body", ("schemas/finan.py:encode_request",)),
+    ("decode the last body sent", ("schemas/finan.py:decode_request",)),
+    ("record (de)serialisation", ("bridge/records.py", "bridge/encryption.py")),
+    ("idempotency key", ("bridge/idempotency.py",)),
+    ("answer envelope", ("schemas/bridge.py",)),
+    ("bridge request handling (auth, body, JSON)", ("bridge/api.py",)),
+    ("other bridge code (operations)", ("bridge/",)),
+    ("Flask and werkzeug", ("flask/", "werkzeug/")),
+    ("gunicorn (HTTP parsing, I/O)", ("gunicorn/",)),
+)
 _FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>.+?)(?::(?P<line>\d+))?\)$")
 
 
@@ -46,9 +72,21 @@ def _short(frame: str) -> str:
     return f"{path}:{match['function']}"
 
 
+def category(frames: list[str]) -> str:
+    """The area a stack (outermost frame first) belongs to."""
+    if any(marker in frame for frame in frames for marker in STARTUP):
+        return "worker start-up (gunicorn recycles workers)"
+    for frame in reversed(frames):
+        for name, markers in CATEGORIES:
+            if any(marker in frame for marker in markers):
+                return name
+    return "other"
+
+
 def summarise(stacks_file: Path, top: int, within: str | None = None) -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
     total = 0
     for line in stacks_file.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -63,9 +101,14 @@ def summarise(stacks_file: Path, top: int, within: str | None = None) -> str:
         for name in set(frames):
             inclusive[name] += count
         own[frames[-1]] += count
-    lines = [f"{total} samples"]
+        areas[category(frames)] += count
+    lines = [f"{total} samples", "by area:"]
+    for name, count in areas.most_common():
+        lines.append(f"  {100 * count / total:5.1f}%  {name}")
     lines.append("inclusive (the function and everything it calls):")
-    for name, count in inclusive.most_common(top):
+    plumbing = ("threading.py", "concurrent/", "<frozen", "selectors.py")
+    shown = [(n, c) for n, c in inclusive.most_common() if not n.startswith(plumbing)]
+    for name, count in shown[:top]:
         lines.append(f"  {100 * count / total:5.1f}%  {name}")
     lines.append("self (the function's own code):")
     for name, count in own.most_common(top):

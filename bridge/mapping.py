@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -197,6 +198,9 @@ def _tax_type(rows: list[tuple[int | None, Mapping[str, Any]]], rate: Decimal | 
     return EXCLUDING
 
 
+# Parsing a number is the costliest step of the mapping after the totals, and the same
+# customer's invoices come again and again (updates, replays): remember recent answers.
+@functools.lru_cache(maxsize=4096)
 def _phone(raw: str | None) -> str | None:
     if not raw:
         return None
