@@ -47,6 +47,13 @@ class Services:
 
 
 def build_services(settings: Settings, connection: redis.Redis | None = None) -> Services:
+    logs.register_secrets(  # for web processes and queue workers alike
+        *settings.crm_tokens,
+        *settings.admin_tokens,
+        settings.tourwell_api_token,
+        settings.provider_secret_key,
+        *settings.encryption_keys,
+    )
     connection = connection or connect(settings)
     records = RecordStore(connection, settings.tourwell_base_url, Cipher(settings.encryption_keys))
     return Services(
@@ -70,13 +77,6 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     settings = settings or load_settings(os.environ)
     if not logging.getLogger().handlers:  # gunicorn (deploy/gunicorn.conf.py) sets its own
         logs.configure_logging()
-    logs.register_secrets(
-        *settings.crm_tokens,
-        *settings.admin_tokens,
-        settings.tourwell_api_token,
-        settings.provider_secret_key,
-        *settings.encryption_keys,
-    )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # keep envelopes in the order their schemas declare
@@ -84,11 +84,13 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     services = build_services(settings, connection)
     app.extensions["bridge"] = services
 
+    from bridge.admin_api import bp as admin_api
     from bridge.api import bp as crm_api
     from bridge.health import bp as health
     from bridge.openapi import bp as openapi
 
     app.register_blueprint(crm_api)
+    app.register_blueprint(admin_api)
     app.register_blueprint(health)
     app.register_blueprint(openapi)
     logs.init_app(app)

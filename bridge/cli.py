@@ -77,10 +77,11 @@ def serve(host: str, port: int, config_path: str) -> None:
 def worker(burst: bool) -> None:
     """Run a queue worker (with RQ's scheduler) on the bridge's Redis."""
     settings = settings_or_exit()
-    from bridge import jobs
+    from bridge import jobs, logs
     from bridge.app import build_services
     from bridge.queue import bridge_queue
 
+    logs.configure_logging()  # JSON lines, like the web processes; RQ's lines included
     services = build_services(settings)
     jobs.use(services)
     worker = jobs.BridgeWorker([bridge_queue(services.redis)], connection=services.redis)

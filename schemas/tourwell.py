@@ -180,8 +180,9 @@ class CrmId(fields.Field):
     """A positive integer id, as a JSON integer or a string of digits."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
+        text = value.strip() if isinstance(value, str) else None
+        if text and text.isascii() and text.isdigit():  # "²" is a digit to str.isdigit
+            value = int(text)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValidationError(f"expected a positive integer id, got {value!r}")
         return value

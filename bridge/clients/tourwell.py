@@ -91,7 +91,7 @@ class TourwellClient:
             return response
 
         try:
-            response = call_with_retries(attempt, self._attempts)
+            response = call_with_retries(attempt, self._attempts, system="tourwell")
         except RetryableAnswer as exc:
             raise CrmUnavailable(
                 f"{exc.description}; try again later",

@@ -238,7 +238,7 @@ def test_a_non_object_is_unprocessable(payload):
     assert info.value.status == 422
 
 
-@pytest.mark.parametrize("bad_id", [None, 0, -3, "abc", True, 1.5])
+@pytest.mark.parametrize("bad_id", [None, 0, -3, "abc", True, 1.5, "²", "١٢"])
 def test_a_missing_or_bad_id_is_unprocessable(bad_id):
     raw = sample_invoice()
     raw["id"] = bad_id
