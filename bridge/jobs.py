@@ -5,8 +5,11 @@
 - ``write_back``: tell the CRM how a queued operation ended (``PUT /api/v1/invoices/{id}``
   with ``note``, ``total_amount`` and ``lookup_url``), paced by the shared CRM rate limit.
   RQ retries it on 429/5xx/timeouts (``queue.WRITE_BACK_RETRY``).
+- ``resync_batch``: one slice of an operator's bulk re-sync (``bridge.resync``), paced by
+  the CRM's rate limit; it schedules the next slice itself.
 - ``BridgeWorker``: RQ's worker, whose maintenance round also gives stranded queued
-  invoices a new job (``InvoiceOperations.recover_stranded``).
+  invoices, and unfinished bulk re-syncs, a new job (``InvoiceOperations.recover_stranded``,
+  ``ResyncBatches.recover_stranded``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from bridge.config import load_settings
 from bridge.errors import BridgeError, CrmUnavailable
 from bridge.queue import QUEUE_NAME
 from bridge.records import CANCELLED, DEAD, FAILED, ISSUED, Event, Record
+from bridge.resync import batches_of
 
-__all__ = ["QUEUE_NAME", "BridgeWorker", "sync_invoice", "use", "write_back"]
+__all__ = ["QUEUE_NAME", "BridgeWorker", "resync_batch", "sync_invoice", "use", "write_back"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,12 @@ def _current() -> Services:
 def sync_invoice(invoice_id: int, job_id: str) -> str:
     outcome = _current().operations.send_pending(invoice_id, job_id)
     log.info("invoice %s: %s", invoice_id, outcome)
+    return outcome
+
+
+def resync_batch(batch_id: str, job_id: str) -> str:
+    outcome = batches_of(_current()).run_slice_from_queue(batch_id, job_id)
+    log.info("bulk re-sync %s: %s", batch_id, outcome)
     return outcome
 
 
@@ -121,3 +131,10 @@ class BridgeWorker(Worker):
             return
         if recovered:
             log.warning("gave %d stranded queued invoices a new job: %s", len(recovered), recovered)
+        try:
+            batches = batches_of(_current()).recover_stranded()
+        except Exception:  # as above: the next round retries
+            log.exception("the sweep for stranded bulk re-syncs failed")
+            return
+        if batches:
+            log.warning("gave %d stranded bulk re-syncs a new job: %s", len(batches), batches)

@@ -42,6 +42,7 @@ TITLE = "Tourwell → Finan invoice bridge"
 VERSION = "1"
 JSON = "application/json"
 SECURITY_SCHEME = "crmToken"
+ADMIN_SECURITY_SCHEME = "adminToken"  # the operator-facing endpoints (bridge/admin_api.py)
 
 # --- the CRM's lenient fields as JSON Schema (schemas/tourwell.py says what each accepts) ---
 
@@ -371,6 +372,10 @@ def build_spec(app: Flask) -> APISpec:
     spec.components.security_scheme(
         SECURITY_SCHEME,
         {"type": "http", "scheme": "bearer", "description": "One of BRIDGE_CRM_TOKENS."},
+    )
+    spec.components.security_scheme(
+        ADMIN_SECURITY_SCHEME,
+        {"type": "http", "scheme": "bearer", "description": "One of BRIDGE_ADMIN_TOKENS."},
     )
     for name, header in HEADERS.items():
         spec.components.header(name, header)

@@ -17,11 +17,18 @@ When Finan stays unavailable through the inline retries, the operation becomes t
 latest content wins, a cancel wins over anything) and answer ``202`` at once: the job sends
 whatever is pending when it runs, on the schedule of ``Settings.retry_schedule``, then
 writes the outcome back to the CRM.
+
+Operators (DESIGN.md section 3, operator-facing) get two more: ``preview`` (pull, map and
+compare with what was last sent, sending nothing) and ``resync`` (pull, map and send, then
+write the outcome back to the CRM). A re-sync never un-cancels: for a cancelled invoice, or
+one whose cancel is pending, it sends the cancel body again.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +78,7 @@ LOCK_TIMEOUT_SECONDS = 120
 IN_FLIGHT_RETRY_AFTER_SECONDS = 2
 
 ISSUE, UPDATE, CANCEL = "issue", "update", "cancel"
+RESYNC = "resync"  # the history's name for an operator's re-sync that sent nothing
 CRM, OPERATOR, WORKER = "crm", "operator", "worker"
 
 CANCEL_MESSAGE = "Invoice Canceled successfully"  # Tourwell's own wording (fixed)
@@ -85,6 +93,33 @@ class Outcome:
     status: int
     message: str
     record: Record
+
+
+# What a re-sync did: sent (Finan accepted it), unchanged (nothing sent), queued (Finan was
+# unavailable; a worker sends it later). A rejection raises ``ProviderRejected`` instead.
+SENT, UNCHANGED = "sent", "unchanged"
+RESYNCED_MESSAGE = "Invoice re-synced: Finan accepted it; the outcome is written back to the CRM"
+RESYNC_UNCHANGED_MESSAGE = (
+    "Invoice unchanged since Finan last accepted it; nothing sent (force to send anyway)"
+)
+
+
+@dataclass(frozen=True)
+class ResyncOutcome(Outcome):
+    result: str = SENT  # sent, unchanged or queued
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a re-sync would send, compared with what was sent last. Nothing is sent."""
+
+    record: Record
+    operation: str  # issue, update or cancel: how a re-sync would send it
+    body: str  # the exact JSON text a re-sync would send
+    compared_with: str | None  # the last body sent: pending (not accepted), else accepted
+    changed: bool  # differs from the body Finan last accepted
+    would_send: bool  # a re-sync without force would send it
+    diff: str  # unified diff of ``compared_with`` -> ``body``, as indented JSON
 
 
 def fingerprint(body: bytes | str) -> str:
@@ -239,6 +274,57 @@ class InvoiceOperations:
                 _release(lock, invoice_id)
         return recovered
 
+    def preview(self, invoice_id: int) -> Preview:
+        """Pull, map and compare with the last body sent; sends nothing and saves nothing."""
+        record = self.get(invoice_id)
+        operation, body, _code = self._resync_plan(record)
+        compared_with = record.pending.body if record.pending else record.last_body
+        return Preview(
+            record=record,
+            operation=operation,
+            body=body.decode(),
+            compared_with=compared_with,
+            changed=fingerprint(body) != record.fingerprint,
+            would_send=_resync_sends(record, body, force=False),
+            diff=body_diff(compared_with, body.decode()),
+        )
+
+    def resync(self, invoice_id: int, force: bool = False) -> ResyncOutcome:
+        """An operator's re-sync: pull, map and send, then write the outcome back to the CRM.
+
+        Unchanged content (Finan already holds this exact body) sends nothing unless
+        ``force``; a failed, dead or queued invoice is always sent (that is what re-sync is
+        for). A cancelled invoice, or one whose cancel is pending, gets its cancel body again:
+        a re-sync never un-cancels. Finan unavailable: queued again, with a fresh schedule.
+        """
+        with self._locked(invoice_id) as lock:
+            record = self.get(invoice_id)
+            operation, body, code = self._resync_plan(record)
+            record.code = code or record.code
+            if not _resync_sends(record, body, force):
+                event = Event(RESYNC, OPERATOR, UNCHANGED, "nothing sent to Finan")
+                self._records.add_event(invoice_id, event)
+                return ResyncOutcome(200, RESYNC_UNCHANGED_MESSAGE, record, UNCHANGED)
+            state = CANCELLED if operation == CANCEL else ISSUED
+            pending = Pending(operation, body.decode(), state)
+            done = ResyncOutcome(200, RESYNCED_MESSAGE, record, SENT)
+            outcome = self._send_now(lock, record, pending, OPERATOR, done, write_back=True)
+            if outcome.status == 202:
+                return ResyncOutcome(202, QUEUED_MESSAGE, record, QUEUED)
+            return done
+
+    def _resync_plan(self, record: Record) -> tuple[str, bytes, str | None]:
+        """(operation, exact body, the CRM's invoice code) for a re-sync of ``record``."""
+        if _cancelled(record):
+            # Built from the latest body the bridge holds, like a cancel: no pull needed.
+            latest = record.pending.body if record.pending else record.last_body
+            if latest is None:  # a record is only cancelled after a body was sent
+                raise Conflict(f"invoice {record.invoice_id} has no body to cancel with")
+            return CANCEL, encode_request(cancel_body(decode_request(latest))), None
+        invoice = self._load(record.invoice_id, self._tourwell.get_invoice(record.invoice_id))
+        operation = UPDATE if record.accepted else ISSUE
+        return operation, self._encode(invoice, record), invoice.get("code")
+
     # --- helpers ---
 
     @staticmethod
@@ -312,19 +398,35 @@ class InvoiceOperations:
             event = Event(pending.operation, actor, "queued", "replaces the queued operation")
             self._records.save(record, event)
             return Outcome(202, QUEUED_MESSAGE, record)
+        return self._send_now(lock, record, pending, actor, outcome)
+
+    def _send_now(
+        self,
+        lock: Lock,
+        record: Record,
+        pending: Pending,
+        actor: str,
+        outcome: Outcome,
+        write_back: bool = False,
+    ) -> Outcome:
+        """Send ``pending`` to Finan now; queue it if Finan is unavailable.
+
+        ``write_back``: also tell the CRM how it ended (an operator's re-sync; the CRM
+        did not ask, so it has no answer of its own).
+        """
         self._fence(lock, "calling Finan")
         try:
             answer = self._finan.update_invoice(record.provider_invoice_id, pending.body.encode())
         except ProviderRejected as exc:
             self._fence(lock, "saving Finan's answer")
-            self._reject(record, pending, exc, actor)
+            self._reject(record, pending, exc, actor, write_back)
             raise
         except ProviderUnavailable as exc:
             self._fence(lock, "saving Finan's answer")
             self._enqueue(record, pending, exc.message, actor)
             return Outcome(202, QUEUED_MESSAGE, record)
         self._fence(lock, "saving Finan's answer")
-        self._accept(record, pending, answer, actor)
+        self._accept(record, pending, answer, actor, write_back)
         return outcome
 
     def _accept(
@@ -413,6 +515,30 @@ def _cancelled(record: Record) -> bool:
     """Cancelled, or a cancel is pending (queued, failed or dead): only a cancel may follow."""
     pending_cancel = record.pending is not None and record.pending.operation == CANCEL
     return record.state == CANCELLED or pending_cancel
+
+
+def _resync_sends(record: Record, body: bytes, force: bool) -> bool:
+    """A re-sync sends unless Finan already holds exactly ``body`` and nothing is pending."""
+    if force or record.state in (FAILED, DEAD, QUEUED):
+        return True
+    return fingerprint(body) != record.fingerprint
+
+
+def body_diff(before: str | None, after: str) -> str:
+    """A unified diff of two Finan bodies, as indented JSON with sorted keys ('' if equal)."""
+
+    def lines(text: str | None) -> list[str]:
+        if text is None:
+            return []
+        return json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False).split(
+            "\n"
+        )
+
+    return "\n".join(
+        difflib.unified_diff(
+            lines(before), lines(after), "last sent", "would send", lineterm="", n=2
+        )
+    )
 
 
 def _pending_fingerprint(record: Record) -> str | None:

@@ -9,6 +9,11 @@ Beside each record: its history (a capped list of events, newest first) and two 
 sorted sets scored by the time of the last change, one of all records and one per state.
 A save writes the record, its indexes, its event and whatever the caller adds (such as the
 queue job that will send ``pending``) in one MULTI/EXEC, so they never disagree.
+
+For operators' lists and searches (``page``, ``search``), one more index: the CRM's invoice
+codes, a sorted set of ``<CODE>\0<id>`` members, all of score 0, so that a code or its start
+is found with ZRANGEBYLEX. Codes are the CRM's invoice numbers (``HD017``), not customer
+data, so they are kept in the clear even when records are encrypted.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ STATES = (ISSUED, CANCELLED, QUEUED, FAILED, DEAD)
 HISTORY_LENGTH = 200  # events kept per invoice, newest first
 
 INDEX_ALL_KEY = "bridge:index:all"
+CODE_INDEX_KEY = "bridge:index:code"
+# A search returns at most this many records: an operator narrows a query, never pages
+# through thousands of matches.
+SEARCH_LIMIT = 1000
 
 
 def state_index_key(state: str) -> str:
@@ -46,6 +55,11 @@ def state_index_key(state: str) -> str:
 
 def history_key(invoice_id: int) -> str:
     return f"bridge:history:{invoice_id}"
+
+
+def code_member(code: str, invoice_id: int) -> bytes:
+    """The code index's member for an invoice: its code upper-cased, NUL, its id."""
+    return f"{code.strip().upper()}\0{invoice_id}".encode()
 
 
 _MONEY_FIELDS = ("total_amount", "tax_amount")
@@ -168,6 +182,8 @@ class RecordStore:
                     pipe.zrem(state_index_key(state), record.invoice_id)
             if record.state is not None:
                 pipe.zadd(state_index_key(record.state), {record.invoice_id: score})
+            if record.code:
+                pipe.zadd(CODE_INDEX_KEY, {code_member(record.code, record.invoice_id): 0})
             if event is not None:
                 entry = json.dumps(dataclasses.asdict(event), ensure_ascii=False)
                 pipe.lpush(history_key(record.invoice_id), self._cipher.seal(entry))
@@ -199,3 +215,51 @@ class RecordStore:
                 pipe.zcard(state_index_key(state))
             counts = pipe.execute()
         return dict(zip(STATES, counts, strict=True))
+
+    def get_many(self, invoice_ids: list[int]) -> list[Record]:
+        """The records of ``invoice_ids`` that exist, in the same order."""
+        if not invoice_ids:
+            return []
+        raws = self._redis.mget([record_key(invoice_id) for invoice_id in invoice_ids])
+        return [Record.from_json(self._cipher.open(raw)) for raw in raws if raw is not None]
+
+    def exists(self, invoice_ids: list[int]) -> list[bool]:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for invoice_id in invoice_ids:
+                pipe.exists(record_key(invoice_id))
+            return [bool(found) for found in pipe.execute()]
+
+    def page(self, state: str | None, offset: int, limit: int) -> tuple[int, list[Record]]:
+        """(how many records there are, ``limit`` of them from ``offset``), newest change
+        first; all records, or those in ``state``."""
+        key = state_index_key(state) if state else INDEX_ALL_KEY
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(key)
+            pipe.zrevrange(key, offset, offset + limit - 1)
+            total, members = pipe.execute()
+        return total, self.get_many([int(member) for member in members])
+
+    def search(self, query: str, state: str | None = None) -> list[Record]:
+        """Records whose invoice id is ``query``, or whose code starts with it (any case),
+        newest change first, at most ``SEARCH_LIMIT``; only those in ``state`` if given."""
+        query = query.strip()
+        if not query:
+            return []
+        prefix = query.upper().encode()
+        members = self._redis.zrangebylex(
+            CODE_INDEX_KEY, b"[" + prefix, b"[" + prefix + b"\xff", start=0, num=SEARCH_LIMIT
+        )
+        candidates = {int(member.rpartition(b"\0")[2]) for member in members}
+        if query.isdigit():
+            candidates.add(int(query))
+        found = [
+            record
+            for record in self.get_many(sorted(candidates))
+            if str(record.invoice_id) == query
+            # The index may still hold a code the invoice no longer has.
+            or (record.code or "").strip().upper().startswith(query.upper())
+        ]
+        if state is not None:
+            found = [record for record in found if record.state == state]
+        found.sort(key=lambda record: record.updated_at, reverse=True)
+        return found[:SEARCH_LIMIT]

@@ -1,12 +1,12 @@
 """The bridge's own envelopes and record, as the CRM and operators see them (DESIGN.md §3).
 
-These schemas shape output only; the bridge's own admin input schemas (later) reject
-unknown fields, unlike the CRM's, which the bridge must tolerate as the CRM evolves.
+These schemas shape output; the admin API's input schemas (below) reject unknown fields,
+unlike the CRM's, which the bridge must tolerate as the CRM evolves (DESIGN.md section 6).
 """
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 
 class BridgeSchema(Schema):
@@ -69,3 +69,165 @@ class ReadinessSchema(BridgeSchema):
 
 health_schema = HealthSchema()
 readiness_schema = ReadinessSchema()
+
+
+# --- the operator-facing admin API (DESIGN.md section 3): bodies reject unknown fields ---
+
+RESYNC_STATES = ("failed", "dead")
+MAX_PER_PAGE = 100
+
+
+class InvoiceListQuerySchema(BridgeSchema):
+    """``GET /admin/invoices``: filter by state, search by invoice id or code, page."""
+
+    state = fields.String(
+        validate=validate.OneOf(("issued", "cancelled", "queued", "failed", "dead"))
+    )
+    q = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "an invoice id, or the CRM's invoice code or its start"},
+    )
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+
+
+class ResyncQuerySchema(BridgeSchema):
+    """``POST /admin/invoices/{id}/resync?force=1``."""
+
+    force = fields.Boolean(
+        load_default=False,
+        metadata={"description": "send even when Finan already holds exactly this body"},
+    )
+
+
+class BulkResyncSchema(BridgeSchema):
+    """``POST /admin/resync``: ``ids`` or ``state``, not both."""
+
+    ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        validate=validate.Length(min=1, max=50_000),
+    )
+    state = fields.String(validate=validate.OneOf(RESYNC_STATES))
+    force = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def one_of_ids_or_state(self, data: dict, **kwargs: object) -> None:
+        if ("ids" in data) == ("state" in data):
+            raise ValidationError("send either ids or state", field_name="_schema")
+
+
+class PendingSchema(BridgeSchema):
+    operation = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "the state once accepted"})
+    attempts = fields.Integer(required=True)
+    job_id = fields.String(allow_none=True)
+    next_attempt_at = fields.String(allow_none=True)
+
+
+class AdminRecordSchema(RecordSchema):
+    """A record as operators see it: the public view, plus what is pending."""
+
+    created_at = fields.String()
+    pending = fields.Nested(PendingSchema, allow_none=True)
+
+
+class EventSchema(BridgeSchema):
+    """One line of an invoice's history."""
+
+    at = fields.String(required=True)
+    operation = fields.String(required=True, metadata={"description": "issue, update, ..."})
+    actor = fields.String(required=True, metadata={"enum": ["crm", "operator", "worker"]})
+    outcome = fields.String(required=True)
+    message = fields.String(allow_none=True)
+    code = fields.Integer(allow_none=True, metadata={"description": "Finan's code"})
+
+
+class InvoiceListSchema(BridgeSchema):
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    invoices = fields.List(fields.Nested(AdminRecordSchema), required=True)
+
+
+class InvoiceDetailSchema(BridgeSchema):
+    record = fields.Nested(AdminRecordSchema, required=True)
+    history = fields.List(fields.Nested(EventSchema), required=True)
+    last_body = fields.Dict(
+        allow_none=True, required=True, metadata={"description": "the body Finan accepted last"}
+    )
+    pending_body = fields.Dict(
+        allow_none=True,
+        required=True,
+        metadata={"description": "the body not accepted yet (queued, failed or dead)"},
+    )
+
+
+class PreviewSchema(BridgeSchema):
+    record = fields.Nested(AdminRecordSchema, required=True)
+    operation = fields.String(required=True, metadata={"enum": ["issue", "update", "cancel"]})
+    body = fields.Dict(required=True, metadata={"description": "what a re-sync would send"})
+    compared_with = fields.Dict(
+        allow_none=True,
+        required=True,
+        metadata={"description": "the last body sent: pending if any, else accepted"},
+    )
+    changed = fields.Boolean(required=True)
+    would_send = fields.Boolean(required=True)
+    diff = fields.String(required=True, metadata={"description": "a unified diff, '' if none"})
+
+
+class ResyncResultSchema(BridgeSchema):
+    result = fields.String(required=True, metadata={"enum": ["sent", "unchanged", "queued"]})
+    record = fields.Nested(AdminRecordSchema, required=True)
+
+
+class BatchItemSchema(BridgeSchema):
+    invoice_id = fields.Integer(required=True)
+    result = fields.String(required=True)
+    state = fields.String(allow_none=True, required=True)
+    message = fields.String(required=True)
+
+
+class BatchSchema(BridgeSchema):
+    batch_id = fields.String(required=True)
+    source = fields.String(required=True)
+    runner = fields.String(required=True, metadata={"enum": ["queue", "cli"]})
+    force = fields.Boolean(required=True)
+    total = fields.Integer(required=True)
+    done = fields.Integer(required=True)
+    finished = fields.Boolean(required=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    created_at = fields.String(required=True)
+    finished_at = fields.String(allow_none=True, required=True)
+    next_slice_at = fields.String(allow_none=True, required=True)
+    problems = fields.List(fields.Nested(BatchItemSchema), required=True)
+
+
+def _admin_envelope(name: str, data: fields.Field) -> type[Schema]:
+    return type(
+        name,
+        (BridgeSchema,),
+        {
+            "success": fields.Constant(True, required=True),
+            "message": fields.String(required=True),
+            "data": data,
+        },
+    )
+
+
+InvoiceListEnvelopeSchema = _admin_envelope(
+    "InvoiceListEnvelopeSchema", fields.Nested(InvoiceListSchema, required=True)
+)
+InvoiceDetailEnvelopeSchema = _admin_envelope(
+    "InvoiceDetailEnvelopeSchema", fields.Nested(InvoiceDetailSchema, required=True)
+)
+PreviewEnvelopeSchema = _admin_envelope(
+    "PreviewEnvelopeSchema", fields.Nested(PreviewSchema, required=True)
+)
+ResyncEnvelopeSchema = _admin_envelope(
+    "ResyncEnvelopeSchema", fields.Nested(ResyncResultSchema, required=True)
+)
+BatchEnvelopeSchema = _admin_envelope(
+    "BatchEnvelopeSchema", fields.Nested(BatchSchema, required=True)
+)
