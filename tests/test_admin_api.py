@@ -79,9 +79,7 @@ def test_with_no_admin_tokens_configured_everyone_is_refused(environ, redis):
 # --- lists and search ---
 
 
-def test_lists_are_newest_first_filtered_searchable_and_paged(
-    client, crm_headers, finan, tourwell
-):
+def test_lists_are_newest_first_filtered_searchable_and_paged(client, crm_headers, finan, tourwell):
     for invoice_id in (17, 18, 19):
         assert issue(client, crm_headers, invoice_id).status_code == 201
     make_failed(client, crm_headers, finan, 20)
@@ -146,9 +144,9 @@ def test_one_record_has_its_history_and_last_body(client, crm_headers, finan):
     assert failed["last_body"] is None
     assert failed["pending_body"]["reference_code"] == "HD020"
     assert failed["record"]["pending"]["operation"] == "issue"
-    assert issued["last_body"] == finan.state.invoices[issued["record"]["provider_invoice_id"]][
-        "body"
-    ]
+    assert (
+        issued["last_body"] == finan.state.invoices[issued["record"]["provider_invoice_id"]]["body"]
+    )
     assert [e["outcome"] for e in issued["history"]] == ["issued"]  # the update sent nothing
     assert client.get("/admin/invoices/999", headers=ADMIN).status_code == 404
 
@@ -211,9 +209,7 @@ def test_resync_of_a_failed_invoice_sends_it_and_writes_back(
     ]
 
 
-def test_resync_of_unchanged_content_sends_nothing_unless_forced(
-    client, crm_headers, finan, redis
-):
+def test_resync_of_unchanged_content_sends_nothing_unless_forced(client, crm_headers, finan, redis):
     issue(client, crm_headers)
 
     plain = client.post("/admin/invoices/17/resync", headers=ADMIN)
@@ -335,9 +331,9 @@ def test_bulk_resync_reports_each_problem(client, crm_headers, finan, tourwell, 
     del tourwell.state.invoices[18]  # the CRM no longer knows it
     finan.state.fail_next("client_error")  # and Finan refuses 20 again
 
-    batch_id = client.post("/admin/resync", headers=ADMIN, json={"ids": [18, 20, 18]}).json[
-        "data"
-    ]["batch_id"]
+    batch_id = client.post("/admin/resync", headers=ADMIN, json={"ids": [18, 20, 18]}).json["data"][
+        "batch_id"
+    ]
     run_worker(redis)
 
     progress = client.get(f"/admin/resync/{batch_id}", headers=ADMIN).json["data"]
@@ -375,9 +371,7 @@ def test_an_unknown_batch_is_404(client):
     assert client.get("/admin/resync/x;y", headers=ADMIN).status_code == 404
 
 
-def test_a_bulk_resync_of_10000_ids_is_accepted_at_once_and_paced(
-    admin_environ, redis, tourwell
-):
+def test_a_bulk_resync_of_10000_ids_is_accepted_at_once_and_paced(admin_environ, redis, tourwell):
     settings = load_settings({**admin_environ, "TOURWELL_RATE_LIMIT_PER_MIN": "6"})
     app = create_app(settings, redis)
     jobs.use(app.extensions["bridge"])
