@@ -18,7 +18,7 @@ from bridge import admin_openapi
 from bridge.api import bearer_token, read_json, request_body, services
 from bridge.errors import NotFound, Unauthorized, Unprocessable
 from bridge.records import Record
-from bridge.resync import ResyncBatches, batches_of
+from bridge.resync import batches_of
 from schemas.bridge import (
     BatchEnvelopeSchema,
     BulkResyncSchema,
@@ -32,8 +32,6 @@ from schemas.bridge import (
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin")
 admin_openapi.register()
-
-MAX_UNKNOWN_IDS_NAMED = 20  # a 404 for a bulk re-sync names at most this many unknown ids
 
 _list_query = InvoiceListQuerySchema()
 _resync_query = ResyncQuerySchema()
@@ -131,26 +129,6 @@ def list_invoices(query: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def start_bulk_resync(batches: ResyncBatches, body: dict[str, Any], runner: str) -> str:
-    """Check the ids (404 naming unknown ones) and create the batch; its id."""
-    records = services().records
-    if "state" in body:
-        ids, source = records.ids_in_state(body["state"]), f"state:{body['state']}"
-    else:
-        ids, source = list(dict.fromkeys(body["ids"])), "ids"
-        unknown = [i for i, found in zip(ids, records.exists(ids), strict=True) if not found]
-        if unknown:
-            named = ", ".join(str(i) for i in unknown[:MAX_UNKNOWN_IDS_NAMED])
-            more = len(unknown) - MAX_UNKNOWN_IDS_NAMED
-            raise NotFound(
-                f"{len(unknown)} invoice ids are unknown to the bridge: {named}"
-                + (f" and {more} more" if more > 0 else "")
-                + "; nothing was queued",
-                errors={"ids": [f"unknown: {i}" for i in unknown[:MAX_UNKNOWN_IDS_NAMED]]},
-            )
-    return batches.create(ids, source, body["force"], runner=runner)
-
-
 @bp.get("/invoices")
 def invoices() -> Response:
     query = load_query(_list_query)
@@ -195,7 +173,9 @@ def resync(invoice_id: int) -> Response:
 def bulk_resync() -> Response:
     body = load_admin_body(_bulk_body, required=True)
     batches = batches_of(services())
-    batch_id = start_bulk_resync(batches, body, runner="queue")
+    batch_id = batches.start(
+        ids=body.get("ids"), state=body.get("state"), force=body["force"], runner="queue"
+    )
     batch = batches.get(batch_id)
     return answer(
         _batch_envelope,

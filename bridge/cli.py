@@ -105,3 +105,99 @@ def sandbox(host: str, port: int, crm_port: int, finan_port: int, data_dir: Path
     from bridge.sandbox.runner import run_sandbox
 
     run_sandbox(host=host, port=port, crm_port=crm_port, finan_port=finan_port, data_dir=data_dir)
+
+
+@main.command()
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option(
+    "--state",
+    type=click.Choice(["failed", "dead"]),
+    help="Re-sync every invoice now in this state, instead of IDS.",
+)
+@click.option("--force", is_flag=True, help="Send even when Finan already holds the same body.")
+def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
+    """Re-sync invoices IDS (or --state failed|dead): pull, map, send, write back.
+
+    Runs here, paced by the CRM's rate limit like the admin API's bulk re-sync, with a
+    progress bar and a summary. The write-backs to the CRM are queued for the workers.
+    Exits 1 when any invoice failed or could not be re-synced.
+    """
+    if bool(ids) == bool(state):
+        raise click.UsageError("give invoice ids, or --state failed|dead (not both)")
+    settings = settings_or_exit()
+    from bridge.app import build_services
+    from bridge.errors import NotFound
+    from bridge.resync import PROBLEM_RESULTS, RESULTS, ItemResult, batches_of
+
+    services = build_services(settings)
+    batches = batches_of(services)
+    try:
+        batch_id = batches.start(ids=list(ids), state=state, force=force, runner="cli")
+    except NotFound as exc:
+        click.echo(f"bridge resync: {exc.message}", err=True)
+        sys.exit(1)
+    batch = batches.get(batch_id)
+    if batch.total == 0:
+        click.echo(f"No invoices are {state}; nothing to re-sync.")
+        return
+    items: list[ItemResult] = []
+
+    def progressed(item: ItemResult) -> None:
+        items.append(item)
+        bar.update(1)
+
+    with click.progressbar(
+        length=batch.total,
+        label=f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}",
+        show_pos=True,
+    ) as bar:
+        batches.run(batch_id, wait=True, seconds=float("inf"), on_item=progressed)
+
+    click.echo(summary_table(items))
+    counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
+    click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
+    if counts["sent"]:
+        click.echo("The outcomes are queued to be written back to the CRM by the workers.")
+    if any(counts[result] for result in PROBLEM_RESULTS):
+        sys.exit(1)
+
+
+def summary_table(items: list) -> str:
+    """One line per invoice: id, what happened, the state now, and why."""
+    rows = [("invoice", "result", "state", "message")]
+    rows += [(str(i.invoice_id), i.result, i.state or "-", i.message) for i in items]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[3]]).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in [*widths, len(row[3])]))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option(
+    "--crm-invoice",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The CRM invoice id to GET (found or not, the answer shows the token works).",
+)
+def check(crm_invoice: int) -> None:
+    """Validate the settings and reach Redis, the CRM and Finan; say what is wrong.
+
+    Exits 1 when anything is wrong (2 when the settings themselves are).
+    """
+    from bridge.checks import run_checks
+
+    settings = settings_or_exit()
+    click.echo("settings  ok    every setting is present and well-formed")
+
+    def show(result) -> None:
+        mark = "ok" if result.ok else "WRONG"
+        click.echo(f"{result.name:<8}  {mark:<5} {result.detail}")
+
+    results = run_checks(settings, crm_invoice, show)
+    if not all(result.ok for result in results):
+        sys.exit(1)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from bridge import queue
-from bridge.errors import BridgeError, CrmUnavailable, InFlight, ProviderRejected
+from bridge.errors import BridgeError, CrmUnavailable, InFlight, NotFound, ProviderRejected
 from bridge.operations import InvoiceOperations
 from bridge.ratelimit import CrmRateLimiter
 from bridge.records import now_iso
@@ -57,6 +57,7 @@ SLICE_SECONDS = 120
 # this many times before that invoice is given up as an error and the batch moves on.
 MAX_CRM_PAUSES = 5
 PROBLEMS_SHOWN = 100
+UNKNOWN_IDS_NAMED = 20  # a refusal names at most this many unknown ids
 
 RESULTS = ("sent", "unchanged", "queued", "failed", "error")
 PROBLEM_RESULTS = ("failed", "error")
@@ -134,6 +135,34 @@ class ResyncBatches:
         self._limiter = CrmRateLimiter(
             connection, max(1, crm_rate_per_min // BULK_SHARE_DIVISOR), BULK_LIMIT_KEY
         )
+
+    def start(
+        self,
+        *,
+        ids: list[int] | None = None,
+        state: str | None = None,
+        force: bool = False,
+        runner: str = "queue",
+    ) -> str:
+        """A new batch of ``ids``, or of every invoice now in ``state``; its id.
+
+        Every id must be known to the bridge, else ``NotFound`` naming them and no batch.
+        """
+        records = self._operations.records
+        if state is not None:
+            return self.create(records.ids_in_state(state), f"state:{state}", force, runner)
+        ids = list(dict.fromkeys(ids or []))
+        unknown = [i for i, found in zip(ids, records.exists(ids), strict=True) if not found]
+        if unknown:
+            named = ", ".join(str(i) for i in unknown[:UNKNOWN_IDS_NAMED])
+            more = len(unknown) - UNKNOWN_IDS_NAMED
+            raise NotFound(
+                f"{len(unknown)} invoice ids are unknown to the bridge: {named}"
+                + (f" and {more} more" if more > 0 else "")
+                + "; nothing was re-synced",
+                errors={"ids": [f"unknown: {i}" for i in unknown[:UNKNOWN_IDS_NAMED]]},
+            )
+        return self.create(ids, "ids", force, runner)
 
     def create(self, ids: Iterable[int], source: str, force: bool, runner: str = "queue") -> str:
         """Store a new batch (duplicate ids once, in order); with the queue runner, its first
