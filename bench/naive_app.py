@@ -24,10 +24,6 @@ from marshmallow import EXCLUDE, Schema, fields
 
 from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET, PAYMENT_CONFIG, TAX_IDS
 
-app = Flask(__name__)
-store = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-FINAN_URL = os.environ["BENCH_FINAN_URL"]
-
 
 class Base(Schema):
     class Meta:
@@ -94,75 +90,82 @@ def finan_time(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-@app.post("/api/v1/invoices/<int:invoice_id>/issue")
-def issue(invoice_id):
-    payload = json.loads(request.data)
-    if not store.set(f"naive:issued:{invoice_id}", "1", nx=True, ex=86400):
-        return jsonify({"success": False, "message": "already issued"}), 409
-    invoice = Invoice().load(payload.get("data", payload))
+def create_app(redis_url: str | None = None, finan_url: str | None = None) -> Flask:
+    """The naive app (gunicorn: ``bench.naive_app:create_app()``, settings from BENCH_*)."""
+    app = Flask(__name__)
+    store = redis.Redis.from_url(redis_url or os.environ["BENCH_REDIS_URL"])
+    finan = finan_url or os.environ["BENCH_FINAN_URL"]
 
-    request_info = invoice.get("request_info") or {}
-    local = datetime.strptime(
-        request_info.get("request_at") or invoice["created_at"], "%Y-%m-%d %H:%M:%S"
-    )
-    value_at = local - timedelta(hours=7)
-    items = []
-    for service in invoice["order_info"]["services"]:
-        for row in service["prices"]:
-            rate = row["vat"]["value"]
-            items.append(
-                {
-                    "name": f"{service['service_info']['name']} - {row['object']['title']}",
-                    "price": money(row["unit_price"]),
-                    "quantity": row["quantity"] * (row["period"] or 1),
-                    "taxes": [{"name": f"VAT {rate}", "tax_id": TAX_IDS[rate], "rate": rate}],
-                }
-            )
-    customer = invoice["order_info"]["customer"]
-    phone = phonenumbers.format_number(
-        phonenumbers.parse(customer["phone"], "VN"), phonenumbers.PhoneNumberFormat.E164
-    )
-    body = json.dumps(
-        {
-            "value_at": finan_time(value_at),
-            "due_at": finan_time(value_at + timedelta(days=7)),
-            "reference_code": invoice["code"],
-            "tax_type": "price_excluding_tax",
-            "items": items,
-            "customer": {
-                "name": request_info.get("company_name") or customer["name"],
-                "phone": phone,
-                "email": request_info.get("forward_email"),
-                "address": request_info.get("company_address"),
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.post("/api/v1/invoices/<int:invoice_id>/issue")
+    def issue(invoice_id):
+        payload = json.loads(request.data)
+        if not store.set(f"naive:issued:{invoice_id}", "1", nx=True, ex=86400):
+            return jsonify({"success": False, "message": "already issued"}), 409
+        invoice = Invoice().load(payload.get("data", payload))
+
+        request_info = invoice.get("request_info") or {}
+        local = datetime.strptime(
+            request_info.get("request_at") or invoice["created_at"], "%Y-%m-%d %H:%M:%S"
+        )
+        value_at = local - timedelta(hours=7)
+        items = []
+        for service in invoice["order_info"]["services"]:
+            for row in service["prices"]:
+                rate = row["vat"]["value"]
+                items.append(
+                    {
+                        "name": f"{service['service_info']['name']} - {row['object']['title']}",
+                        "price": money(row["unit_price"]),
+                        "quantity": row["quantity"] * (row["period"] or 1),
+                        "taxes": [{"name": f"VAT {rate}", "tax_id": TAX_IDS[rate], "rate": rate}],
+                    }
+                )
+        customer = invoice["order_info"]["customer"]
+        phone = phonenumbers.format_number(
+            phonenumbers.parse(customer["phone"], "VN"), phonenumbers.PhoneNumberFormat.E164
+        )
+        body = json.dumps(
+            {
+                "value_at": finan_time(value_at),
+                "due_at": finan_time(value_at + timedelta(days=7)),
+                "reference_code": invoice["code"],
+                "tax_type": "price_excluding_tax",
+                "items": items,
+                "customer": {
+                    "name": request_info.get("company_name") or customer["name"],
+                    "phone": phone,
+                    "email": request_info.get("forward_email"),
+                    "address": request_info.get("company_address"),
+                },
+                "payment_config": list(PAYMENT_CONFIG),
+                "discounts": [],
             },
-            "payment_config": list(PAYMENT_CONFIG),
-            "discounts": [],
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
 
-    finan_id = uuid.uuid5(uuid.NAMESPACE_URL, f"naive/{invoice_id}")
-    path = f"/api/v1/invoice/update-invoice/{finan_id}"
-    timestamp = str(int(time.time()))
-    signed = b"_".join([FINAN_SECRET.encode(), b"PUT", path.encode(), body, timestamp.encode()])
-    response = requests.put(
-        FINAN_URL + FINAN_PREFIX + path,
-        data=body,
-        headers={
-            "Content-Type": "application/json",
-            "x-client-id": FINAN_CLIENT_ID,
-            "x-timestamp": timestamp,
-            "x-signature": hashlib.sha256(signed).hexdigest(),
-        },
-        timeout=10,
-    )
-    answer = response.json()
-    if answer.get("code", 0) // 1000 % 10 != 2:
-        return jsonify({"success": False, "message": str(answer.get("message"))}), 502
-    return jsonify({"success": True, "message": "Invoice issued", "data": answer["data"]}), 201
+        finan_id = uuid.uuid5(uuid.NAMESPACE_URL, f"naive/{invoice_id}")
+        path = f"/api/v1/invoice/update-invoice/{finan_id}"
+        timestamp = str(int(time.time()))
+        signed = b"_".join([FINAN_SECRET.encode(), b"PUT", path.encode(), body, timestamp.encode()])
+        response = requests.put(
+            finan + FINAN_PREFIX + path,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "x-client-id": FINAN_CLIENT_ID,
+                "x-timestamp": timestamp,
+                "x-signature": hashlib.sha256(signed).hexdigest(),
+            },
+            timeout=10,
+        )
+        answer = response.json()
+        if answer.get("code", 0) // 1000 % 10 != 2:
+            return jsonify({"success": False, "message": str(answer.get("message"))}), 502
+        return jsonify({"success": True, "message": "Invoice issued", "data": answer["data"]}), 201
 
-
-@app.get("/healthz")
-def healthz():
-    return jsonify({"status": "ok"})
+    return app

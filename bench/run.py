@@ -76,6 +76,10 @@ TARGETS = {
     "peak RSS per bridge worker MB": ("<=", 100.0),
 }
 
+# Above this share of the machine's CPU taken by processes the bench did not start, the
+# report warns that its numbers are not those of a quiet machine.
+OTHER_LOAD_WARNING = 0.05
+
 # Id ranges, far apart, so no scenario ever meets another's invoices.
 POOL_BASE = 10_000_000
 B1_BASE = 100_000_000
@@ -141,7 +145,7 @@ class Bench:
 
         port = free_port()
         naive_env = {**env, "BENCH_REDIS_URL": redis_url, "BENCH_FINAN_URL": finan.url}
-        command = gunicorn_command("bench.naive_app:app", port)
+        command = gunicorn_command("bench.naive_app:create_app()", port)
         self.servers["naive"] = start_gunicorn("naive", command, naive_env, logs, "/healthz", port)
 
         port = free_port()
@@ -267,20 +271,22 @@ class Bench:
         cpu["load generator"] = result.client_cpu_seconds
         if scenario.uses_finan or scenario.key == "F":
             self.reset_finan()  # the stand-in keeps every request; let it forget them
-        # Whatever else kept the machine busy (another process, the kernel's own work).
+        # Whatever else kept the machine busy: another process, or the kernel's own work.
         cpu["rest of machine"] = max(0.0, (busy_after - busy_before) - sum(cpu.values()))
-        per_request = {
-            n: 1000 * v / result.requests
-            for n, v in cpu.items()
-            if result.requests and (v > 0.02 * result.seconds or n == scenario.server)
-        }
+        count = max(result.requests, 1)
+        cores = os.cpu_count() or 1
         return {
             "rps": result.rps,
             "requests": result.requests,
             "errors": result.failed,
             "latency_ms": result.latency_ms,
-            "cpu_ms_per_request": per_request,
+            "cpu_ms_per_request": {name: 1000 * value / count for name, value in cpu.items()},
+            # The CPU this scenario cost on the whole: what its rate is bounded by.
+            "bench_cpu_ms_per_request": 1000
+            * sum(v for n, v in cpu.items() if n != "rest of machine")
+            / count,
             "machine_busy": (busy_after - busy_before) / max(total_after - total_before, 1e-9),
+            "other_load": cpu["rest of machine"] / (cores * max(result.seconds, 1e-9)),
         }
 
     def duplicates(self, round_number: int, callers: int) -> dict[str, Any]:
@@ -391,9 +397,15 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
 
 def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    cores = os.cpu_count() or 1
     for scenario in scenarios:
         rounds = measured[scenario.key]
         components = {name for r in rounds for name in r["cpu_ms_per_request"]}
+        cpu = {
+            name: round(_median([r["cpu_ms_per_request"].get(name, 0.0) for r in rounds]), 3)
+            for name in sorted(components)
+        }
+        bench_cpu = _median([r["bench_cpu_ms_per_request"] for r in rounds])
         results[scenario.key] = {
             "label": scenario.label,
             "rps_median": _median([r["rps"] for r in rounds]),
@@ -401,12 +413,15 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
             "p50_ms_median": _median([r["latency_ms"]["p50"] for r in rounds]),
             "p99_ms_median": _median([r["latency_ms"]["p99"] for r in rounds]),
             "errors": sum(r["errors"] for r in rounds),
-            "cpu_ms_per_request_median": {
-                name: round(_median([r["cpu_ms_per_request"].get(name, 0.0) for r in rounds]), 3)
-                for name in sorted(components)
-            },
+            "server_cpu_ms_per_request": cpu.get(scenario.server),
+            "bench_cpu_ms_per_request": round(bench_cpu, 3),
+            # The rate the scenario would reach if its processes had every core to themselves.
+            "cpu_bound_rps": round(cores * 1000 / bench_cpu, 1) if bench_cpu else None,
+            "cpu_ms_per_request_median": cpu,
             "machine_busy_median": round(_median([r["machine_busy"] for r in rounds]), 3),
+            "other_load_median": round(_median([r["other_load"] for r in rounds]), 3),
         }
+    other_load = _median([r["other_load"] for rounds in measured.values() for r in rounds])
     rps = {key: value["rps_median"] for key, value in results.items()}
     unloaded_p50 = {key: _median([x["p50"] for x in v]) for key, v in unloaded.items()}
     memory = {name: bench.servers[name].peak_worker_mb() for name in ("hello", "naive", "bridge")}
@@ -438,6 +453,12 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
         "scenarios": results,
         "ratios": {k: values[k] for k in ("B1/H", "B1/N", "B2/H")}
         | {"B2k/H": rps["B2k"] / rps["H"], "F/B1": rps["F"] / rps["B1"]},
+        # The same ratios from the CPU each request cost (less sensitive to other load).
+        "cpu_bound_ratios": {
+            f"{a}/{b}": results[a]["cpu_bound_rps"] / results[b]["cpu_bound_rps"]
+            for a, b in (("B1", "H"), ("B1", "N"), ("B2", "H"), ("B2k", "H"))
+        },
+        "other_load_median": round(other_load, 3),
         "unloaded_p50_ms": unloaded_p50,
         "peak_rss_per_worker_mb": memory,
         "duplicates": duplicates,
@@ -448,13 +469,26 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
 
 def print_report(report: dict[str, Any]) -> None:
     print()
-    print(f"{'':4}{'scenario':34}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}  CPU ms per request")
+    print(
+        f"{'':4}{'scenario':34}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'server CPU':>11}{'all CPU':>9}{'CPU-bound':>10}  (CPU in ms per request)"
+    )
     for key, value in report["scenarios"].items():
-        cpu = ", ".join(f"{n} {v:.2f}" for n, v in value["cpu_ms_per_request_median"].items())
         errors = f"  ({value['errors']} errors)" if value["errors"] else ""
         print(
-            f"{key:4}{value['label']:34}{value['rps_median']:8.0f}"
-            f"{value['p50_ms_median']:8.2f}{value['p99_ms_median']:8.2f}  {cpu}{errors}"
+            f"{key:4}{value['label']:34}{value['rps_median']:7.0f}"
+            f"{value['p50_ms_median']:8.2f}{value['p99_ms_median']:8.2f}"
+            f"{value['server_cpu_ms_per_request']:11.2f}{value['bench_cpu_ms_per_request']:9.2f}"
+            f"{value['cpu_bound_rps'] or 0:10.0f}{errors}"
+        )
+    other = report["other_load_median"]
+    print(
+        f"\nother processes used {100 * other:.0f}% of the machine's CPU during the runs (median)"
+    )
+    if other > OTHER_LOAD_WARNING:
+        print(
+            "WARNING: the machine was not quiet; req/s and latencies are lower than this code "
+            "can do. The CPU-bound columns and ratios are far less affected."
         )
     print()
     unloaded = ", ".join(f"{k} {v:.2f} ms" for k, v in report["unloaded_p50_ms"].items())
@@ -463,7 +497,9 @@ def print_report(report: dict[str, Any]) -> None:
         f"{k} {v:.0f} MB" for k, v in report["peak_rss_per_worker_mb"].items() if v is not None
     )
     print(f"peak RSS per gunicorn worker: {memory}")
-    print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in report["ratios"].items()))
+    print("ratios (req/s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["ratios"].items()))
+    cpu_ratios = report["cpu_bound_ratios"].items()
+    print("ratios (CPU-bound): " + ", ".join(f"{k} {v:.2f}" for k, v in cpu_ratios))
     for d in report["duplicates"]:
         print(
             f"D: {d['callers']} identical issues -> {d['finan_requests']} Finan request(s), "
