@@ -200,7 +200,15 @@ def _redirect(description: str) -> dict[str, Any]:
 
 _LOGIN = _redirect("Not logged in (or the session ended): to the login form.")
 _FORBIDDEN = _html("The form's CSRF token is missing, wrong or expired: log in again.")
-_PAGE_NOT_FOUND = _html("The invoice or batch is unknown to the bridge.")
+_PAGE_NOT_FOUND = {
+    "description": "The invoice or batch is unknown to the bridge (a page); or the path is "
+    "not one of the bridge's, such as a negative id (the JSON error envelope).",
+    "headers": _REQUEST_ID,
+    "content": {
+        "text/html": {"schema": {"type": "string"}},
+        "application/json": {"schema": ErrorEnvelopeSchema},
+    },
+}
 
 
 def _page(
@@ -270,9 +278,12 @@ PAGE_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("admin_page.preview", "get"): _page(
         "Preview of a re-sync: the body and its diff; sends nothing",
         {
-            "200": _html("The preview, or why it can't be made."),
+            "200": _html("The preview."),
             "302": _LOGIN,
             "404": _PAGE_NOT_FOUND,
+            "422": _html("The invoice can't be mapped: why."),
+            "502": _html("The CRM refused the bridge's token."),
+            "503": _html("The CRM or Redis is unavailable."),
         },
         path=(_INVOICE_ID,),
     ),

@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     services = build_services(settings, connection)
     app.extensions["bridge"] = services
 
+    from bridge import admin_page
     from bridge.admin_api import bp as admin_api
     from bridge.api import bp as crm_api
     from bridge.health import bp as health
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.register_blueprint(admin_api)
     app.register_blueprint(health)
     app.register_blueprint(openapi)
+    admin_page.init_app(app)  # the status page at /admin/, its session and CSRF protection
     logs.init_app(app)
     metrics.init_app(app, metrics.RedisStateCollector(services.redis, services.records))
     _register_error_handlers(app)
