@@ -26,6 +26,7 @@ from schemas.bridge import (
     InvoiceListEnvelopeSchema,
     InvoiceListQuerySchema,
     PreviewEnvelopeSchema,
+    ResyncBodySchema,
     ResyncEnvelopeSchema,
     ResyncQuerySchema,
 )
@@ -35,6 +36,7 @@ admin_openapi.register()
 
 _list_query = InvoiceListQuerySchema()
 _resync_query = ResyncQuerySchema()
+_resync_body = ResyncBodySchema()
 _bulk_body = BulkResyncSchema()
 _list_envelope = InvoiceListEnvelopeSchema()
 _detail_envelope = InvoiceDetailEnvelopeSchema()
@@ -163,7 +165,7 @@ def preview(invoice_id: int) -> Response:
 @bp.post("/invoices/<int:invoice_id>/resync")
 def resync(invoice_id: int) -> Response:
     force = load_query(_resync_query)["force"]
-    force = load_admin_body(_resync_query, required=False)["force"] or force
+    force = load_admin_body(_resync_body, required=False)["force"] or force
     outcome = services().operations.resync(invoice_id, force=force)
     data = {"result": outcome.result, "record": outcome.record}
     return answer(_resync_envelope, outcome.message, data, outcome.status)

@@ -138,13 +138,19 @@ ADMIN_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         ["InvoiceId", _FORCE],
         {
             "required": False,
-            "description": 'Optional: {"force": true} is the same as force=1.',
+            "description": 'Optional: {"force": true} is the same as force=1; JSON null is '
+            "the same as no body.",
             "content": {
                 "application/json": {
                     "schema": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {"force": {"type": "boolean"}},
+                        "anyOf": [
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {"force": {"type": "boolean"}},
+                            },
+                            {"type": "null"},
+                        ]
                     }
                 }
             },

@@ -91,6 +91,21 @@ class InvoiceListQuerySchema(BridgeSchema):
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
 
+class JsonBoolean(fields.Boolean):
+    """A JSON body's true or false, and nothing else (not 0, 1 or "true")."""
+
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class ResyncBodySchema(BridgeSchema):
+    """``POST /admin/invoices/{id}/resync``: an optional body, ``{"force": true}``."""
+
+    force = JsonBoolean(load_default=False)
+
+
 class ResyncQuerySchema(BridgeSchema):
     """``POST /admin/invoices/{id}/resync?force=1``."""
 
@@ -108,7 +123,7 @@ class BulkResyncSchema(BridgeSchema):
         validate=validate.Length(min=1, max=50_000),
     )
     state = fields.String(validate=validate.OneOf(RESYNC_STATES))
-    force = fields.Boolean(load_default=False)
+    force = JsonBoolean(load_default=False)
 
     @validates_schema
     def one_of_ids_or_state(self, data: dict, **kwargs: object) -> None:
