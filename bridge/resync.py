@@ -157,7 +157,7 @@ class ResyncBatches:
             named = ", ".join(str(i) for i in unknown[:UNKNOWN_IDS_NAMED])
             more = len(unknown) - UNKNOWN_IDS_NAMED
             raise NotFound(
-                f"{len(unknown)} invoice ids are unknown to the bridge: {named}"
+                f"{_invoice_ids(len(unknown))} unknown to the bridge: {named}"
                 + (f" and {more} more" if more > 0 else "")
                 + "; nothing was re-synced",
                 errors={"ids": [f"unknown: {i}" for i in unknown[:UNKNOWN_IDS_NAMED]]},
@@ -373,6 +373,10 @@ class ResyncBatches:
             target.enqueue(RESYNC_BATCH_JOB, batch_id, job_id, **options)
         else:
             target.enqueue_at(run_at, RESYNC_BATCH_JOB, batch_id, job_id, **options)
+
+
+def _invoice_ids(count: int) -> str:
+    return "1 invoice id is" if count == 1 else f"{count} invoice ids are"
 
 
 def _job_id(batch_id: str) -> str:
