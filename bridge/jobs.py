@@ -24,6 +24,7 @@ from bridge.app import Services, build_services
 from bridge.clients.tourwell import TourwellClient
 from bridge.config import load_settings
 from bridge.errors import BridgeError, CrmUnavailable
+from bridge.logs import log_context
 from bridge.queue import QUEUE_NAME
 from bridge.records import CANCELLED, DEAD, FAILED, ISSUED, Event, Record
 from bridge.resync import batches_of
@@ -54,9 +55,10 @@ def _current() -> Services:
 
 
 def sync_invoice(invoice_id: int, job_id: str) -> str:
-    outcome = _current().operations.send_pending(invoice_id, job_id)
-    log.info("invoice %s: %s", invoice_id, outcome)
-    return outcome
+    with log_context(invoice_id=invoice_id, operation="sync", job_id=job_id):
+        outcome = _current().operations.send_pending(invoice_id, job_id)
+        log.info("queued operation: %s", outcome)
+        return outcome
 
 
 def resync_batch(batch_id: str, job_id: str) -> str:
@@ -66,6 +68,13 @@ def resync_batch(batch_id: str, job_id: str) -> str:
 
 
 def write_back(invoice_id: int) -> str:
+    with log_context(invoice_id=invoice_id, operation="write_back"):
+        outcome = _write_back(invoice_id)
+        log.info("write-back: %s", outcome)
+        return outcome
+
+
+def _write_back(invoice_id: int) -> str:
     services = _current()
     records = services.operations.records
     record = records.get(invoice_id)
@@ -85,7 +94,6 @@ def write_back(invoice_id: int) -> str:
         return f"write-back gave up: {exc.message}"
     except BridgeError as exc:  # the CRM refused: our token, an unknown invoice
         records.add_event(invoice_id, Event("write_back", "worker", "failed", exc.message))
-        log.warning("invoice %s: write-back refused: %s", invoice_id, exc.message)
         return f"write-back refused: {exc.message}"
     records.add_event(invoice_id, Event("write_back", "worker", "written_back", fields["note"]))
     return "written back"
