@@ -54,7 +54,7 @@ def test_requests_are_counted_by_url_rule_and_status_never_by_raw_path(client, c
 
     assert issue(client, crm_headers).status_code == 201
     assert issue(client, {}, 18).status_code == 401
-    client.get("/no/such/path/4711")
+    client.get("/no/such/path/raw-path-marker")
 
     text = scrape(client)
     assert value(client, "bridge_http_requests_total", endpoint=ISSUE_RULE, status="201") == (
@@ -63,7 +63,7 @@ def test_requests_are_counted_by_url_rule_and_status_never_by_raw_path(client, c
     assert value(client, "bridge_http_requests_total", endpoint=ISSUE_RULE, status="401") == (
         refused + 1
     )
-    assert "/api/v1/invoices/17" not in text and "4711" not in text
+    assert "/api/v1/invoices/17" not in text and "raw-path-marker" not in text
     assert 'endpoint="unmatched"' in text
 
 
