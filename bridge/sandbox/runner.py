@@ -202,6 +202,7 @@ def _print_banner(bridge_url: str, crm_url: str, finan_url: str, data_dir: Path)
         "",
         "The bridge sandbox is running.",
         f"  bridge           {bridge_url}   (CRM token: {CRM_TOKEN})",
+        f"  status page      {bridge_url}/admin/   (admin token: {ADMIN_TOKEN})",
         f"  CRM stand-in     {crm_url}   (invoices {', '.join(map(str, sample_invoices()))})",
         f"  Finan stand-in   {finan_url}{FINAN_PREFIX}",
         f"  embedded Redis   {embedded_redis.socket_url(data_dir)}",
