@@ -57,14 +57,18 @@ def new_job_id(invoice_id: int) -> str:
     return f"sync-{invoice_id}-{uuid.uuid4().hex[:12]}"
 
 
-def schedule_sync(
+def add_job(
     connection: redis.Redis,
-    invoice_id: int,
-    job_id: str,
-    run_at: datetime | None,
     pipeline: redis.client.Pipeline,
+    function: str,
+    args: tuple,
+    description: str,
+    *,
+    job_id: str | None = None,
+    run_at: datetime | None = None,
+    retry: Retry = JOB_CRASH_RETRY,
 ) -> None:
-    """Add (to ``pipeline``) the job that sends the invoice's pending operation.
+    """Add (to ``pipeline``) a job of the bridge's queue, with the bridge's job options.
 
     It runs at ``run_at`` (RQ's scheduler, in ``bridge worker``, moves it to the queue
     then), or as soon as a worker is free when ``run_at`` is None.
@@ -75,29 +79,38 @@ def schedule_sync(
         job_timeout=JOB_TIMEOUT_SECONDS,
         result_ttl=RESULT_TTL_SECONDS,
         failure_ttl=FAILURE_TTL_SECONDS,
-        retry=JOB_CRASH_RETRY,
-        description=f"send invoice {invoice_id}'s pending operation to Finan",
+        retry=retry,
+        description=description,
         pipeline=pipeline,
     )
     if run_at is None:
-        queue.enqueue(SYNC_JOB, invoice_id, job_id, **options)
+        queue.enqueue(function, *args, **options)
     else:
-        queue.enqueue_at(run_at, SYNC_JOB, invoice_id, job_id, **options)
+        queue.enqueue_at(run_at, function, *args, **options)
+
+
+def schedule_sync(
+    connection: redis.Redis,
+    invoice_id: int,
+    job_id: str,
+    run_at: datetime | None,
+    pipeline: redis.client.Pipeline,
+) -> None:
+    """Add (to ``pipeline``) the job that sends the invoice's pending operation."""
+    description = f"send invoice {invoice_id}'s pending operation to Finan"
+    add_job(
+        connection, pipeline, SYNC_JOB, (invoice_id, job_id), description,
+        job_id=job_id, run_at=run_at,
+    )  # fmt: skip
 
 
 def schedule_write_back(
     connection: redis.Redis, invoice_id: int, pipeline: redis.client.Pipeline
 ) -> None:
     """Add (to ``pipeline``) the job that writes the invoice's outcome back to the CRM."""
-    bridge_queue(connection).enqueue(
-        WRITE_BACK_JOB,
-        invoice_id,
-        job_timeout=JOB_TIMEOUT_SECONDS,
-        result_ttl=RESULT_TTL_SECONDS,
-        failure_ttl=FAILURE_TTL_SECONDS,
-        retry=WRITE_BACK_RETRY,
-        description=f"write invoice {invoice_id}'s outcome back to the CRM",
-        pipeline=pipeline,
+    description = f"write invoice {invoice_id}'s outcome back to the CRM"
+    add_job(
+        connection, pipeline, WRITE_BACK_JOB, (invoice_id,), description, retry=WRITE_BACK_RETRY
     )
 
 

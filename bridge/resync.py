@@ -359,20 +359,10 @@ class ResyncBatches:
         run_at: datetime | None,
         pipe: redis.client.Pipeline,
     ) -> None:
-        target = queue.bridge_queue(self._redis)
-        options = dict(
-            job_id=job_id,
-            job_timeout=queue.JOB_TIMEOUT_SECONDS,
-            result_ttl=queue.RESULT_TTL_SECONDS,
-            failure_ttl=queue.FAILURE_TTL_SECONDS,
-            retry=queue.JOB_CRASH_RETRY,
-            description=f"bulk re-sync {batch_id}",
-            pipeline=pipe,
-        )
-        if run_at is None:
-            target.enqueue(RESYNC_BATCH_JOB, batch_id, job_id, **options)
-        else:
-            target.enqueue_at(run_at, RESYNC_BATCH_JOB, batch_id, job_id, **options)
+        queue.add_job(
+            self._redis, pipe, RESYNC_BATCH_JOB, (batch_id, job_id), f"bulk re-sync {batch_id}",
+            job_id=job_id, run_at=run_at,
+        )  # fmt: skip
 
 
 def _invoice_ids(count: int) -> str:
