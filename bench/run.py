@@ -439,7 +439,7 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
         targets[name] = {"value": value, "target": f"{direction} {bound}", "met": met}
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "machine": machine(),
         "gunicorn": gunicorn_settings(),
         "settings": {
