@@ -1,0 +1,108 @@
+"""``python -m bench.inprocess``: the bridge's CPU per request, in one process.
+
+B1 (issue with the invoice in the body, a new invoice each time) and B2 (the same issues
+again) through Flask's test client, against a dedicated Redis and the Finan stand-in (a
+separate process, so its CPU is not counted). No gunicorn, no other threads, logs off:
+the CPU of the bridge's own code path, far steadier than a rate measured under load, for
+comparing two versions of the code. Prints the best and the median of 20-request batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import (
+    CRM_TOKEN,
+    FINAN_CLIENT_ID,
+    FINAN_PREFIX,
+    FINAN_SECRET,
+    ISSUE_PATH,
+    TAX_IDS,
+    TOURWELL_BASE_URL,
+)
+from bench.invoice import issue_body
+from bench.processes import free_port, start_gunicorn, start_redis, stop_redis
+
+BATCH = 20
+FIRST_ID = 5000
+
+
+def cpu_per_request(client, headers, bodies: dict[int, bytes]) -> tuple[float, float]:
+    """(best, median) CPU ms per request over batches of BATCH issues of ``bodies``."""
+    ids = sorted(bodies)
+    batches = []
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        began = time.process_time()
+        for invoice_id in chunk:
+            path = ISSUE_PATH.format(invoice_id=invoice_id)
+            response = client.post(path, data=bodies[invoice_id], headers=headers)
+            if response.status_code != 201:
+                raise RuntimeError(f"issue {invoice_id}: {response.status_code} {response.json}")
+        batches.append(1000 * (time.process_time() - began) / len(chunk))
+    return min(batches), statistics.median(batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
+    parser.add_argument("--requests", type=int, default=300, help="issues per scenario")
+    args = parser.parse_args()
+
+    from bridge.app import create_app
+    from bridge.config import load_settings
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    (workdir / "logs").mkdir()
+    _, redis_url = start_redis(workdir / "redis")
+    port = free_port()
+    finan_command = [
+        sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
+        "--threads", "4", "--keep-alive", "30", "--bind", f"127.0.0.1:{port}",
+        "bench.finan_app:app",
+    ]  # fmt: skip
+    logs = workdir / "logs"
+    finan = start_gunicorn(
+        "finan", finan_command, dict(os.environ), logs, "/_standin/requests", port
+    )
+    try:
+        settings = load_settings(
+            {
+                "REDIS_URL": redis_url,
+                "BRIDGE_CRM_TOKENS": CRM_TOKEN,
+                "TOURWELL_BASE_URL": TOURWELL_BASE_URL,
+                "TOURWELL_API_TOKEN": "bench-tourwell-token",
+                "PROVIDER_BASE_URL": finan.url + FINAN_PREFIX,
+                "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
+                "PROVIDER_SECRET_KEY": FINAN_SECRET,
+                "PROVIDER_TAX_IDS": ",".join(f"{rate}={tax}" for rate, tax in TAX_IDS.items()),
+            }
+        )
+        client = create_app(settings).test_client()
+        logging.disable(logging.CRITICAL)
+        headers = {"Authorization": f"Bearer {CRM_TOKEN}", "Content-Type": "application/json"}
+        warm = {i: issue_body(i) for i in range(1, 1 + 2 * BATCH)}
+        bodies = {i: issue_body(i) for i in range(FIRST_ID, FIRST_ID + args.requests)}
+        cpu_per_request(client, headers, warm)  # first requests: sessions, connections
+        results = {}
+        for key in ("B1", "B2"):  # B2 issues the same invoices again
+            best, median = cpu_per_request(client, headers, bodies)
+            results[key] = {"best_ms": round(best, 3), "median_ms": round(median, 3)}
+            print(f"{key}: CPU per request {best:.2f} ms (best batch), {median:.2f} ms (median)")
+        print(json.dumps(results))
+    finally:
+        finan.stop()
+        stop_redis(workdir / "redis")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
