@@ -2,8 +2,8 @@
 
 wrk is written in C and drives thousands of requests a second from one thread, so on a
 2-core machine it takes little from the servers it measures. The fallback (threads and
-``http.client``) needs far more CPU per request: its numbers are lower bounds, and the
-report says which generator ran.
+``http.client``) needs far more CPU per request, so its numbers compare only with its own;
+the report says which generator ran.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _run_wrk(wrk: str, load: Load, seconds: float, connections: int, threads: in
     ]
     for name, value in load.headers:
         command += ["-H", f"{name}: {value}"]
-    command += [load.url, "--", load.mode, *load.args]
+    command += [load.url, "--", load.mode, *load.args, str(threads)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -116,7 +116,9 @@ def _run_wrk(wrk: str, load: Load, seconds: float, connections: int, threads: in
 # --- the fallback --------------------------------------------------------------------------
 
 
-def _request_for(load: Load, counter: int, thread_index: int) -> tuple[str, str, bytes, dict]:
+def _request_for(
+    load: Load, counter: int, thread_index: int, threads: int
+) -> tuple[str, str, bytes, dict]:
     """The same requests bench/wrk.lua builds, for the Python fallback."""
     path = urlsplit(load.url).path or "/"
     headers = dict(load.headers)
@@ -126,10 +128,8 @@ def _request_for(load: Load, counter: int, thread_index: int) -> tuple[str, str,
         return load.args[1], path, Path(load.args[0]).read_bytes(), headers
     template = Path(load.args[0]).read_text("utf-8")
     base = int(load.args[1])
-    if load.mode == "issue":
-        invoice_id = base + thread_index * 1_000_000 + counter
-    else:
-        invoice_id = base + (thread_index * 7 + counter) % int(load.args[2])
+    n = counter * threads + thread_index  # interleaved, as in wrk.lua
+    invoice_id = base + (n if load.mode == "issue" else n % int(load.args[2]))
     if load.mode == "replay-key":
         headers["Idempotency-Key"] = f"bench-{invoice_id}"
     body = template.replace('"__INVOICE_ID__"', str(invoice_id)).encode("utf-8")
@@ -149,7 +149,7 @@ def _run_python(load: Load, seconds: float, connections: int) -> LoadResult:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         counter = 0
         while time.monotonic() < deadline:
-            method, path, body, headers = _request_for(load, counter, index)
+            method, path, body, headers = _request_for(load, counter, index, connections)
             counter += 1
             started = time.perf_counter()
             try:

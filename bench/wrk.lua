@@ -1,10 +1,13 @@
--- The bench's wrk script. Arguments after "--": mode, then per mode:
+-- The bench's wrk script. Arguments after "--": mode, then per mode, then the number of
+-- wrk threads (bench/loadgen.py adds it):
 --   get                         GET the URL's path
 --   static <body file> <method> one fixed request (the signed PUT to the Finan stand-in)
 --   issue <template> <base>     POST an issue for a fresh invoice id per request
 --   replay <template> <base> <pool>      issue ids base .. base+pool-1 again, round robin
 --   replay-key <template> <base> <pool>  the same, with Idempotency-Key: bench-<id>
 -- A template is the issue body with "__INVOICE_ID__" (quotes included) where the id goes.
+-- Threads interleave their ids (thread t of n takes t, t+n, t+2n, ...), so no two
+-- requests in flight name the same invoice, and a round uses ids base .. base+requests.
 -- done() prints one line "BENCH_RESULT {json}" for bench/loadgen.py to read.
 
 local thread_count = 0
@@ -14,7 +17,7 @@ function setup(thread)
    thread_count = thread_count + 1
 end
 
-local mode, prefix, suffix, base, pool, counter
+local mode, prefix, suffix, base, pool, counter, threads
 
 local function read_file(path)
    local file = assert(io.open(path, "rb"))
@@ -25,6 +28,7 @@ end
 
 function init(args)
    mode = args[1]
+   threads = tonumber(args[#args])
    counter = 0
    if mode == "static" then
       wrk.body = read_file(args[2])
@@ -35,12 +39,8 @@ function init(args)
       prefix = string.sub(text, 1, first - 1)
       suffix = string.sub(text, last + 1)
       base = tonumber(args[3])
-      pool = tonumber(args[4] or "0")
-      if mode == "issue" then
-         -- Each thread its own block of ids: fresh and distinct across threads.
-         base = base + thread_index * 1000000
-      else
-         counter = thread_index * 7  -- threads start at different places in the pool
+      if mode ~= "issue" then
+         pool = tonumber(args[4])
       end
    end
 end
@@ -51,13 +51,14 @@ function request()
    elseif mode == "static" then
       return wrk.format()
    end
+   local n = counter * threads + thread_index
+   counter = counter + 1
    local id
    if mode == "issue" then
-      id = base + counter
+      id = base + n
    else
-      id = base + counter % pool
+      id = base + n % pool
    end
-   counter = counter + 1
    local path = "/api/v1/invoices/" .. id .. "/issue"
    local body = prefix .. id .. suffix
    if mode == "replay-key" then
