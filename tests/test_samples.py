@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox.finan_standin import compute_totals
+from bridge.sandbox.finan_rules import compute_totals
 from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS, sample_invoices
 
 SAMPLES = sample_invoices()

@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from bridge.sandbox.finan_standin import compute_totals, create_finan_app
+from bridge.sandbox.finan_rules import compute_totals
+from bridge.sandbox.finan_standin import create_finan_app
 from bridge.sandbox.loopback import LoopbackServer
 from bridge.sandbox.samples import FINAN_WORKED_EXAMPLE, sample_invoices
 from bridge.sandbox.tourwell_standin import create_tourwell_app

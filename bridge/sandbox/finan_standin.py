@@ -1,10 +1,8 @@
 """A stand-in for Finan, checked like the real one (DESIGN.md section 2).
 
 A real HTTP app (serve it with ``LoopbackServer``) that verifies every request's signature,
-validates the body the way Finan does, computes Finan's totals, keeps the invoices it was
-sent, and fails on cue. Its arithmetic is written here independently of the bridge's
-mapping on purpose: it plays the other system, so a mistake in the bridge shows up as a
-disagreement instead of being copied into both sides.
+validates the body and computes the totals the way Finan does (``finan_rules``), keeps the
+invoices it was sent, and fails on cue.
 
 State lives on ``app.extensions["finan_standin"]`` (a ``FinanStandin``). Other processes
 (the sandbox, a test driving a separate server) use the control routes instead:
@@ -15,7 +13,6 @@ State lives on ``app.extensions["finan_standin"]`` (a ``FinanStandin``). Other p
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import socket
 import string
@@ -24,13 +21,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, jsonify, request
 
 from bridge import signing
+from bridge.sandbox.finan_rules import InvalidBody, compute_totals, is_uuid, validate_invoice_body
 from bridge.sandbox.standin_state import Fault, StandinState, add_control_routes
 from bridge.signing import SignatureError
 
@@ -43,8 +41,6 @@ CODE_NOT_FOUND = 104004
 CODE_METHOD_NOT_ALLOWED = 104005
 CODE_UNAUTHORIZED = 104010
 CODE_SERVER_ERROR = 105000
-
-TAX_TYPES = ("price_excluding_tax", "price_including_tax", "tax_not_applicable")
 
 # "server_error_200" is Finan answering HTTP 200 with a server-class code in the envelope:
 # the bridge must classify by the code, not by the HTTP status.
@@ -61,17 +57,7 @@ FAULT_MODES = (
     "reset",
 )
 
-_FINAN_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
-_FINAN_PHONE = re.compile(r"\+84[0-9]{9,10}")
 _VIETNAM = timezone(timedelta(hours=7))  # Finan stamps created_at in Vietnam time
-
-
-class InvalidBody(Exception):
-    """The body breaks one of Finan's rules; ``field`` names where."""
-
-    def __init__(self, field: str, why: str) -> None:
-        super().__init__(f"{field}: {why}")
-        self.field = field
 
 
 class FinanStandin(StandinState):
@@ -145,139 +131,6 @@ class FinanStandin(StandinState):
             }
             self.invoices[invoice_id] = {"body": body, "data": data}
             return dict(data), previous is None
-
-
-# --- Finan's rules and arithmetic ------------------------------------------------------
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, Decimal | float)
-
-
-def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _optional_list(body: Mapping[str, Any], field: str) -> list[Any]:
-    value = body.get(field)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidBody(field, "must be a list")
-    return value
-
-
-def _check_time(body: Mapping[str, Any], field: str) -> None:
-    value = body.get(field)
-    if not isinstance(value, str) or not _FINAN_TIME.fullmatch(value):
-        raise InvalidBody(field, "must be a time like 2024-09-05T16:59:59.999Z")
-    try:
-        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
-    except ValueError:
-        raise InvalidBody(field, f"{value!r} is not a real date and time") from None
-
-
-def _check_item(item: Any, where: str) -> None:
-    if not isinstance(item, dict):
-        raise InvalidBody(where, "must be an object")
-    if not isinstance(item.get("name"), str) or not item["name"].strip():
-        raise InvalidBody(f"{where}.name", "is required")
-    if not _is_number(item.get("price")) or item["price"] < 0:
-        raise InvalidBody(f"{where}.price", "must be a number, not negative")
-    if not _is_int(item.get("quantity")) or item["quantity"] < 1:
-        raise InvalidBody(f"{where}.quantity", "must be an integer, at least 1")
-    for t, tax in enumerate(_optional_list(item, "taxes")):
-        at = f"{where}.taxes[{t}]"
-        if not isinstance(tax, dict):
-            raise InvalidBody(at, "must be an object")
-        if not _is_uuid(tax.get("tax_id")):
-            raise InvalidBody(f"{at}.tax_id", "must be a UUID")
-        if not _is_int(tax.get("rate")) or not 0 <= tax["rate"] <= 100:
-            raise InvalidBody(f"{at}.rate", "must be an integer from 0 to 100")
-        if "name" in tax and not isinstance(tax["name"], str):
-            raise InvalidBody(f"{at}.name", "must be a string")
-
-
-def _check_customer(customer: Any) -> None:
-    if not isinstance(customer, dict):
-        raise InvalidBody("customer", "is required and must be an object")
-    if not isinstance(customer.get("name"), str) or not customer["name"].strip():
-        raise InvalidBody("customer.name", "is required")
-    phone = customer.get("phone")
-    if phone not in (None, "") and (
-        not isinstance(phone, str) or not _FINAN_PHONE.fullmatch(phone)
-    ):
-        raise InvalidBody("customer.phone", "must be in +84 form, e.g. +84912345678")
-    email = customer.get("email")
-    if email not in (None, "") and (not isinstance(email, str) or "@" not in email):
-        raise InvalidBody("customer.email", "must be an email address")
-    if not isinstance(customer.get("address", ""), str | None):
-        raise InvalidBody("customer.address", "must be a string")
-
-
-def validate_invoice_body(body: Any) -> None:
-    """Raise ``InvalidBody`` naming the first field Finan would refuse."""
-    if not isinstance(body, dict):
-        raise InvalidBody("body", "must be a JSON object")
-    _check_time(body, "value_at")
-    _check_time(body, "due_at")
-    if not isinstance(body.get("reference_code", ""), str | None):
-        raise InvalidBody("reference_code", "must be a string")
-    if body.get("tax_type") not in TAX_TYPES:
-        raise InvalidBody("tax_type", f"must be one of {', '.join(TAX_TYPES)}")
-    for i, item in enumerate(_optional_list(body, "items")):
-        _check_item(item, f"items[{i}]")
-    _check_customer(body.get("customer"))
-    for i, config in enumerate(_optional_list(body, "payment_config")):
-        if not _is_uuid(config):
-            raise InvalidBody(f"payment_config[{i}]", "must be a UUID")
-    for i, discount in enumerate(_optional_list(body, "discounts")):
-        at = f"discounts[{i}]"
-        if not isinstance(discount, dict) or not isinstance(discount.get("is_rate"), bool):
-            raise InvalidBody(f"{at}.is_rate", "must be true or false")
-        if not _is_int(discount.get("value")) or discount["value"] < 0:
-            raise InvalidBody(f"{at}.value", "must be an integer, not negative")
-        if discount["is_rate"] and discount["value"] > 100:
-            raise InvalidBody(f"{at}.value", "a rate discount can't exceed 100")
-
-
-def compute_totals(body: Mapping[str, Any]) -> tuple[Decimal, Decimal]:
-    """Finan's ``(total_amount, tax_amount)`` for a valid body, in whole đồng.
-
-    Taxes per item at the sum of its rates; discounts, in order, on the after-tax total;
-    ``tax_amount`` before discounts; rounding (half up) only at the very end.
-    """
-    tax_type = body["tax_type"]
-    total = Decimal(0)
-    tax = Decimal(0)
-    for item in body.get("items") or []:
-        amount = Decimal(str(item["price"])) * item["quantity"]
-        rate = Decimal(sum(t["rate"] for t in item.get("taxes") or []))
-        if tax_type == "price_excluding_tax":
-            total += amount * (100 + rate) / 100
-            tax += amount * rate / 100
-        elif tax_type == "price_including_tax":
-            total += amount
-            tax += amount * rate / (100 + rate)
-        else:  # tax_not_applicable
-            total += amount
-    for discount in body.get("discounts") or []:
-        value = Decimal(discount["value"])
-        total = total * (100 - value) / 100 if discount["is_rate"] else total - value
-    if total < 0:
-        raise InvalidBody("discounts", "exceed the invoice total")
-    whole = Decimal(1)
-    return total.quantize(whole, ROUND_HALF_UP), tax.quantize(whole, ROUND_HALF_UP)
 
 
 # --- HTTP -------------------------------------------------------------------------------
@@ -407,7 +260,7 @@ def create_finan_app(
             return finish(_envelope(200, CODE_UPDATED, "ok", data), "ok")
 
         try:
-            if operation == "update" and not _is_uuid(invoice_id):
+            if operation == "update" and not is_uuid(invoice_id):
                 raise InvalidBody("id", "must be a UUID")
             try:
                 body = json.loads(raw.decode("utf-8"), parse_float=Decimal)
@@ -419,7 +272,8 @@ def create_finan_app(
             return finish(_envelope(400, CODE_INVALID, str(exc)), "invalid")
 
         target = str(uuid.UUID(invoice_id)) if invoice_id else str(uuid.uuid4())
-        data, created = state.store(target, json.loads(raw), totals, now)
+        # The log's copy of the body (plain floats, as sent), parsed once on arrival.
+        data, created = state.store(target, entry["body"], totals, now)
         time.sleep(late_by)
         if created:
             return finish(
