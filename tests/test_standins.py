@@ -496,8 +496,13 @@ def test_tourwell_control_routes_need_no_token(tourwell: Tourwell) -> None:
     }
     tourwell.session.put(tourwell.url("/api/v1/invoices/17"), json={"note": "x"})
     assert [e["status"] for e in plain.get(control + "/requests").json()["requests"]] == [503]
+    # The faulted PUT changed nothing: change the invoice here, for the reset to undo.
+    with tourwell.state.lock:
+        tourwell.state.invoices[17]["request_info"]["note"] = "changed"
+        tourwell.state.cancelled[17] = "changed"
 
     assert plain.post(control + "/reset").status_code == 200
     assert tourwell.state.pending_faults() == []
+    assert tourwell.state.requests == [] and tourwell.state.cancelled == {}
     invoice = tourwell.session.get(tourwell.url("/api/v1/invoices/17")).json()["data"]
     assert invoice == sample_invoices()[17]
