@@ -25,11 +25,8 @@ import phonenumbers
 
 from bridge.config import Settings
 from bridge.errors import Unprocessable
+from schemas.finan import EXCLUDING, INCLUDING, NOT_APPLICABLE, TAX_TYPES
 from schemas.tourwell import MoneyValue
-
-EXCLUDING = "price_excluding_tax"
-INCLUDING = "price_including_tax"
-NOT_APPLICABLE = "tax_not_applicable"
 
 # Update fields that replace the same field of request_info (section 6).
 REQUEST_INFO_UPDATES = (
@@ -123,21 +120,33 @@ def _item_name(service: Mapping[str, Any], row: Mapping[str, Any], number: int) 
     return " - ".join(parts) or f"Item {number}"
 
 
+def _only_foreign(money: MoneyValue | None) -> bool:
+    return money is not None and money.base is None and bool(money.foreign)
+
+
+def _converted(
+    money: MoneyValue | None, rate: Decimal | None, field: str, problems: _Problems
+) -> Decimal | None:
+    """``_in_vnd``, noting a problem when a foreign-only amount has no rate to convert it."""
+    amount = _in_vnd(money, rate)
+    if amount is None and _only_foreign(money):
+        problems.add(
+            f"{field} has only a foreign amount and order_info.currency.exchange_rate is "
+            "missing or 0",
+            field,
+            "order_info.currency.exchange_rate",
+        )
+    return amount
+
+
 def _price(
     row: Mapping[str, Any], rate: Decimal | None, path: str, problems: _Problems
 ) -> Decimal | None:
     unit_price = row.get("unit_price")
-    price = _in_vnd(unit_price, rate)
-    if price is None:
-        if unit_price is not None and unit_price.foreign:
-            why = "has only a foreign amount and order_info.currency.exchange_rate is missing or 0"
-            problems.add(
-                f"{path}.unit_price {why}",
-                f"{path}.unit_price",
-                "order_info.currency.exchange_rate",
-            )
-        else:
-            problems.add(f"{path}.unit_price has no amount", f"{path}.unit_price")
+    field = f"{path}.unit_price"
+    price = _converted(unit_price, rate, field, problems)
+    if price is None and not _only_foreign(unit_price):
+        problems.add(f"{field} has no amount", field)
     return price
 
 
@@ -235,15 +244,7 @@ def _customer(invoice: Mapping[str, Any], problems: _Problems) -> dict[str, Any]
 def _discounts(
     order: Mapping[str, Any], rate: Decimal | None, problems: _Problems
 ) -> list[dict[str, Any]]:
-    money = order.get("total_discount")
-    amount = _in_vnd(money, rate)
-    if amount is None and money is not None and money.foreign:
-        problems.add(
-            "order_info.total_discount has only a foreign amount and "
-            "order_info.currency.exchange_rate is missing",
-            "order_info.total_discount",
-            "order_info.currency.exchange_rate",
-        )
+    amount = _converted(order.get("total_discount"), rate, "order_info.total_discount", problems)
     if amount is None or amount <= 0:
         return []
     # Finan's discount value is whole đồng; a fractional discount that changes the total
@@ -320,7 +321,7 @@ def finan_totals(body: Mapping[str, Any]) -> tuple[Decimal, Decimal]:
     taken before discounts. Rounding happens once, at the end.
     """
     tax_type = body.get("tax_type")
-    if tax_type not in (EXCLUDING, INCLUDING, NOT_APPLICABLE):
+    if tax_type not in TAX_TYPES:
         raise ValueError(f"unknown tax_type {tax_type!r}")
     with localcontext() as exact:
         # Amounts are capped at 10**15 (schemas.tourwell.MAX_AMOUNT); with this precision

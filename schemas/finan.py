@@ -14,7 +14,11 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, pre_load
 
-TAX_TYPES = ("price_excluding_tax", "price_including_tax", "tax_not_applicable")
+# Finan's tax_type values: how each item's taxes relate to its price.
+EXCLUDING = "price_excluding_tax"
+INCLUDING = "price_including_tax"
+NOT_APPLICABLE = "tax_not_applicable"
+TAX_TYPES = (EXCLUDING, INCLUDING, NOT_APPLICABLE)
 
 
 class FinanTime(fields.Field):

@@ -292,6 +292,18 @@ def test_discount_becomes_a_fixed_discount():
     assert body["discounts"] == []
 
 
+def test_foreign_discount_without_a_rate_names_the_field():
+    invoice = crm_invoice([price_row()], 110_000)
+    invoice["order_info"]["total_discount"] = MoneyValue(foreign=Decimal(4))  # rate is 0
+    with pytest.raises(Unprocessable) as info:
+        map_invoice(invoice, CONFIG)
+    assert set(info.value.errors) == {
+        "order_info.total_discount",
+        "order_info.currency.exchange_rate",
+    }
+    assert "missing or 0" in info.value.message
+
+
 # --- the totals invariant ------------------------------------------------------------------
 
 
