@@ -14,3 +14,18 @@ PAYMENT_CONFIG = SANDBOX_PAYMENT_CONFIG
 TOURWELL_BASE_URL = "http://127.0.0.1:9"
 
 ISSUE_PATH = "/api/v1/invoices/{invoice_id}/issue"
+
+
+def bridge_environment(redis_url: str, finan_url: str) -> dict[str, str]:
+    """The bridge's settings for the bench: its Redis, and the Finan stand-in at ``finan_url``."""
+    return {
+        "REDIS_URL": redis_url,
+        "BRIDGE_CRM_TOKENS": CRM_TOKEN,
+        "TOURWELL_BASE_URL": TOURWELL_BASE_URL,
+        "TOURWELL_API_TOKEN": "bench-tourwell-token",
+        "PROVIDER_BASE_URL": finan_url + FINAN_PREFIX,
+        "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
+        "PROVIDER_SECRET_KEY": FINAN_SECRET,
+        "PROVIDER_TAX_IDS": ",".join(f"{rate}={tax}" for rate, tax in TAX_IDS.items()),
+        "PROVIDER_PAYMENT_CONFIG": ",".join(PAYMENT_CONFIG),
+    }

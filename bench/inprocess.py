@@ -15,22 +15,13 @@ import logging
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (
-    CRM_TOKEN,
-    FINAN_CLIENT_ID,
-    FINAN_PREFIX,
-    FINAN_SECRET,
-    ISSUE_PATH,
-    TAX_IDS,
-    TOURWELL_BASE_URL,
-)
+from bench.common import CRM_TOKEN, ISSUE_PATH, bridge_environment
 from bench.invoice import issue_body
-from bench.processes import free_port, start_gunicorn, start_redis, stop_redis
+from bench.processes import start_finan, start_redis, stop_redis
 
 BATCH = 20
 FIRST_ID = 5000
@@ -63,29 +54,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     (workdir / "logs").mkdir()
     _, redis_url = start_redis(workdir / "redis")
-    port = free_port()
-    finan_command = [
-        sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
-        "--threads", "4", "--keep-alive", "30", "--bind", f"127.0.0.1:{port}",
-        "bench.finan_app:app",
-    ]  # fmt: skip
-    logs = workdir / "logs"
-    finan = start_gunicorn(
-        "finan", finan_command, dict(os.environ), logs, "/_standin/requests", port
-    )
+    finan = start_finan(dict(os.environ), workdir / "logs", threads=4)
     try:
-        settings = load_settings(
-            {
-                "REDIS_URL": redis_url,
-                "BRIDGE_CRM_TOKENS": CRM_TOKEN,
-                "TOURWELL_BASE_URL": TOURWELL_BASE_URL,
-                "TOURWELL_API_TOKEN": "bench-tourwell-token",
-                "PROVIDER_BASE_URL": finan.url + FINAN_PREFIX,
-                "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
-                "PROVIDER_SECRET_KEY": FINAN_SECRET,
-                "PROVIDER_TAX_IDS": ",".join(f"{rate}={tax}" for rate, tax in TAX_IDS.items()),
-            }
-        )
+        settings = load_settings(bridge_environment(redis_url, finan.url))
         client = create_app(settings).test_client()
         logging.disable(logging.CRITICAL)
         headers = {"Authorization": f"Bearer {CRM_TOKEN}", "Content-Type": "application/json"}

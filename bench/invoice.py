@@ -9,6 +9,7 @@ is rendered once with ``ID_PLACEHOLDER`` as the id, and the wrk script puts the 
 
 from __future__ import annotations
 
+import functools
 import json
 from decimal import Decimal
 from typing import Any
@@ -104,6 +105,7 @@ def bench_invoice(invoice_id: int = 1) -> dict[str, Any]:
     }
 
 
+@functools.cache  # the same text every time; issue_body renders it for each request
 def body_template() -> str:
     """The issue body as JSON text, ``"id": "__INVOICE_ID__"`` to be replaced (with quotes)."""
     text = json.dumps({"data": bench_invoice(0)}, ensure_ascii=False, separators=(",", ":"))

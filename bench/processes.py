@@ -169,6 +169,20 @@ def gunicorn_command(app: str, port: int) -> list[str]:
     ]
 
 
+def start_finan(env: dict[str, str], log_dir: Path, threads: int) -> Server:
+    """The Finan stand-in (``bench.finan_app``) in one gunicorn process, so that its request
+    log sees every request, with ``threads`` threads."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
+        "--keep-alive", "30", "--backlog", "2048", "--max-requests", "0",
+        "--log-level", "warning", "--bind", f"127.0.0.1:{port}",
+        "bench.finan_app:app",
+    ]  # fmt: skip
+    return start_gunicorn("finan", command, env, log_dir, "/_standin/requests", port)
+
+
 def wait_ready(server: Server, path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while True:

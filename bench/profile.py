@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import loadgen
+from bench.processes import REPO
 from bench.run import RESULTS, Bench, parse_args
 
 PROFILED = ("B1", "B2", "B2k")
@@ -65,7 +66,7 @@ def _short(frame: str) -> str:
     if not match:
         return frame
     path = match["file"]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", f"{REPO}/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break

@@ -47,9 +47,10 @@ from bench.common import (
     PAYMENT_CONFIG,
     TAX_IDS,
     TOURWELL_BASE_URL,
+    bridge_environment,
 )
 from bench.duplicates import duplicate_issues, summarise
-from bench.invoice import bench_invoice, body_template, issue_body
+from bench.invoice import ROWS_PER_SERVICE, SERVICES, bench_invoice, body_template, issue_body
 from bench.processes import (
     REPO,
     MemorySampler,
@@ -57,6 +58,7 @@ from bench.processes import (
     free_port,
     gunicorn_command,
     machine_busy_seconds,
+    start_finan,
     start_gunicorn,
     start_redis,
     stop_redis,
@@ -128,16 +130,7 @@ class Bench:
         self.servers["redis"], redis_url = start_redis(self.workdir / "redis")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS_TABLE}
 
-        port = free_port()
-        finan_command = [
-            sys.executable, "-m", "gunicorn",
-            "--workers", "1", "--worker-class", "gthread", "--threads", "16",
-            "--keep-alive", "30", "--backlog", "2048", "--max-requests", "0",
-            "--log-level", "warning", "--bind", f"127.0.0.1:{port}",
-            "bench.finan_app:app",
-        ]  # fmt: skip
-        finan = start_gunicorn("finan", finan_command, env, logs, "/_standin/requests", port)
-        self.servers["finan"] = finan
+        finan = self.servers["finan"] = start_finan(env, logs, threads=16)
 
         port = free_port()
         command = gunicorn_command("bench.hello_app:app", port)
@@ -149,23 +142,12 @@ class Bench:
         self.servers["naive"] = start_gunicorn("naive", command, naive_env, logs, "/healthz", port)
 
         port = free_port()
-        bridge_env = {
-            **env,
-            "REDIS_URL": redis_url,
-            "BRIDGE_CRM_TOKENS": CRM_TOKEN,
-            "TOURWELL_BASE_URL": TOURWELL_BASE_URL,
-            "TOURWELL_API_TOKEN": "bench-tourwell-token",
-            "PROVIDER_BASE_URL": finan.url + FINAN_PREFIX,
-            "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
-            "PROVIDER_SECRET_KEY": FINAN_SECRET,
-            "PROVIDER_TAX_IDS": ",".join(f"{rate}={tax}" for rate, tax in TAX_IDS.items()),
-            "PROVIDER_PAYMENT_CONFIG": ",".join(PAYMENT_CONFIG),
-        }
+        bridge_env = {**env, **bridge_environment(redis_url, finan.url)}
         # Exactly `bridge serve`: it execs gunicorn with deploy/gunicorn.conf.py.
         command = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port)]
         self.servers["bridge"] = start_gunicorn(
-            "bridge", command, env | bridge_env, logs, "/readyz", port
+            "bridge", command, bridge_env, logs, "/readyz", port
         )
 
     def stop(self) -> None:
@@ -262,7 +244,7 @@ class Bench:
 
     def measure(self, scenario: Scenario, round_number: int, seconds: float, connections: int):
         load = scenario.load(round_number)
-        names = [n for n in ("hello", "naive", "bridge", "finan", "redis")]
+        names = ("hello", "naive", "bridge", "finan", "redis")
         cpu_before = {n: self.servers[n].cpu_seconds() for n in names}
         busy_before, total_before = machine_busy_seconds()
         result = loadgen.run(load, seconds, connections, self.wrk)
@@ -449,7 +431,7 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
             "connections": options.connections,
             "unloaded_seconds": options.unloaded,
             "duplicate_callers": options.callers,
-            "invoice_rows": 20,
+            "invoice_rows": SERVICES * ROWS_PER_SERVICE,
         },
         "scenarios": results,
         "ratios": {k: values[k] for k in ("B1/H", "B1/N", "B2/H")}

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from conftest import CRM_TOKEN
 
+from bench import loadgen
 from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET
 from bench.duplicates import Answer, duplicate_issues, summarise
 from bench.invoice import bench_invoice, body_template, issue_body
@@ -74,3 +75,18 @@ def test_the_verdict_fails_when_finan_got_two_requests_or_an_answer_is_missing()
     assert not summarise(good, 2)["ok"]
     assert not summarise([Answer(201, None), Answer(None, None)], 1)["ok"]
     assert not summarise([Answer(201, None), Answer(409, None)], 1)["ok"]
+
+
+def test_the_python_load_generator_issues_a_fresh_invoice_per_request(app, finan, tmp_path):
+    # The fallback for a machine without wrk: its connections interleave the invoice ids,
+    # so every request is a new invoice and none meets another in flight.
+    template = tmp_path / "issue-template.json"
+    template.write_text(body_template(), "utf-8")
+    auth = (("Authorization", f"Bearer {CRM_TOKEN}"), ("Content-Type", "application/json"))
+    with LoopbackServer(app) as bridge:
+        load = loadgen.Load(bridge.url + "/", "issue", (str(template), "1000"), auth)
+        result = loadgen.run(load, seconds=0.5, connections=2, wrk=None)
+
+    assert result.requests > 0 and result.failed == 0, result.errors
+    paths = [r["path"] for r in finan_puts(finan)]
+    assert len(paths) == len(set(paths)) == result.requests
