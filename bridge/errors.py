@@ -79,6 +79,10 @@ class Unprocessable(BridgeError):
     reason = "unprocessable"
 
 
+class TotalsMismatch(Unprocessable):
+    """The total Finan would compute for the mapped body differs from the CRM invoice's."""
+
+
 class IdempotencyKeyReused(Unprocessable):
     reason = "idempotency_key_reused"
 

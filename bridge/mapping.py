@@ -24,7 +24,7 @@ from typing import Any
 import phonenumbers
 
 from bridge.config import Settings
-from bridge.errors import Unprocessable
+from bridge.errors import TotalsMismatch, Unprocessable
 from schemas.finan import EXCLUDING, INCLUDING, NOT_APPLICABLE, TAX_TYPES
 from schemas.tourwell import MoneyValue
 
@@ -264,7 +264,7 @@ def _check_totals(invoice: Mapping[str, Any], body: dict[str, Any]) -> None:
             f"Finan would compute a total of {computed:,} VND but the CRM invoice "
             f"total_amount is {expected:,} VND"
         )
-        raise Unprocessable(message, errors={"total_amount": [message]})
+        raise TotalsMismatch(message, errors={"total_amount": [message]})
 
 
 def map_invoice(

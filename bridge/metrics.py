@@ -28,7 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from bridge.errors import BridgeError, Unprocessable
+from bridge.errors import BridgeError, TotalsMismatch
 from bridge.queue import bridge_queue
 from bridge.records import STATES, RecordStore
 
@@ -79,14 +79,10 @@ UNMATCHED_ENDPOINT = "unmatched"  # no URL rule matched (404, 405): never the ra
 # the number of series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-# bridge.mapping._check_totals raises a plain Unprocessable for a totals mismatch; its
-# message is the one thing that tells it from the other 422s.
-_TOTALS_MISMATCH_PREFIX = "Finan would compute a total"
-
 
 def count_refusal(exc: BridgeError) -> None:
     """Count the refusals that have their own metric (called by the error handler)."""
-    if isinstance(exc, Unprocessable) and exc.message.startswith(_TOTALS_MISMATCH_PREFIX):
+    if isinstance(exc, TotalsMismatch):
         TOTALS_REFUSALS.inc()
 
 
