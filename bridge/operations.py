@@ -345,7 +345,7 @@ class InvoiceOperations:
         to the same bytes (and the content layer recognises it).
         """
         earlier = record.last_body or (record.pending.body if record.pending else None)
-        anchor = decode_request(earlier)["value_at"] if earlier else None
+        anchor = _value_at(earlier) if earlier else None
         return encode_request(map_invoice(invoice, self._mapping_config, now=anchor))
 
     def _settle(self, record: Record, changed: bool = False) -> None:
@@ -539,6 +539,12 @@ def body_diff(before: str | None, after: str) -> str:
             lines(before), lines(after), "last sent", "would send", lineterm="", n=2
         )
     )
+
+
+def _value_at(body: str) -> datetime:
+    """The ``value_at`` of a body the bridge encoded (UTC, ``Z``), read without loading the
+    whole body through its schema: this runs on every operation on a known invoice."""
+    return datetime.fromisoformat(json.loads(body)["value_at"])
 
 
 def _pending_fingerprint(record: Record) -> str | None:
