@@ -185,6 +185,7 @@ def _drop_connection() -> Response:
 
 
 def _fault_response(fault: Fault) -> Response:
+    """The canned answer of a fault that answers at once (not hang, late_answer or reset)."""
     if fault.mode == "server_error":
         return _envelope(500, CODE_SERVER_ERROR, "internal server error")
     if fault.mode == "server_error_200":
@@ -193,9 +194,7 @@ def _fault_response(fault: Fault) -> Response:
         return Response(
             "Service Unavailable", status=503, headers={"Retry-After": "1"}, mimetype="text/plain"
         )
-    if fault.mode == "client_error":
-        return _envelope(400, CODE_REJECTED, "invalid invoice")
-    return _drop_connection()  # "reset"
+    return _envelope(400, CODE_REJECTED, "invalid invoice")  # "client_error"
 
 
 def create_finan_app(
@@ -232,19 +231,18 @@ def create_finan_app(
 
         fault = state.take_fault()
         late_by = 0.0
-        if fault is not None and fault.mode in ("hang", "late_answer"):
+        if fault is not None:
             entry["fault"] = fault.mode
             if fault.mode == "hang":
                 time.sleep(fault.delay)
-            else:
+            elif fault.mode == "late_answer":
                 late_by = fault.delay
-        elif fault is not None:
-            entry["fault"] = fault.mode
-            if fault.mode == "reset":
+            elif fault.mode == "reset":
                 entry.update(status=None, outcome="fault:reset")
                 state.log(entry)
                 return _drop_connection()
-            return finish(_fault_response(fault), f"fault:{fault.mode}")
+            else:
+                return finish(_fault_response(fault), f"fault:{fault.mode}")
 
         try:
             state.verify(request.headers, request.method, path, raw, now)

@@ -35,9 +35,7 @@ FINAN_PREFIX = "/open"  # like Finan's real base URL: the prefix is not part of 
 READY_TIMEOUT_SECONDS = 30.0
 
 
-def sandbox_environment(
-    bridge_url: str, crm_url: str, finan_url: str, data_dir: Path
-) -> dict[str, str]:
+def sandbox_environment(crm_url: str, finan_url: str, data_dir: Path) -> dict[str, str]:
     """The settings a bridge needs to talk to the stand-ins (and nothing else)."""
     return {
         "BRIDGE_DATA_DIR": str(data_dir),
@@ -176,7 +174,7 @@ def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_di
         crm.start()
         finan.start()
         bridge_url = f"http://{host}:{port}"
-        env = {**os.environ, **sandbox_environment(bridge_url, crm.url, finan.url, data_dir)}
+        env = {**os.environ, **sandbox_environment(crm.url, finan.url, data_dir)}
         env.pop("REDIS_URL", None)  # the sandbox always uses its own embedded Redis
         command = [sys.executable, "-m", "bridge"]
         children += [
