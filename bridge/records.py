@@ -100,7 +100,7 @@ class Event:
     outcome: str  # e.g. issued, unchanged, queued, failed, dead, written_back
     message: str | None = None
     code: int | None = None  # Finan's envelope code, when it gave one
-    at: str = dataclasses.field(default_factory=lambda: now_iso())
+    at: str = dataclasses.field(default_factory=now_iso)
 
 
 @dataclass
@@ -185,20 +185,22 @@ class RecordStore:
             if record.code:
                 pipe.zadd(CODE_INDEX_KEY, {code_member(record.code, record.invoice_id): 0})
             if event is not None:
-                entry = json.dumps(dataclasses.asdict(event), ensure_ascii=False)
-                pipe.lpush(history_key(record.invoice_id), self._cipher.seal(entry))
-                pipe.ltrim(history_key(record.invoice_id), 0, HISTORY_LENGTH - 1)
+                self._push_event(pipe, record.invoice_id, event)
             if also is not None:
                 also(pipe)
             pipe.execute()
 
     def add_event(self, invoice_id: int, event: Event) -> None:
         """Add to the history without changing the record (e.g. a write-back's outcome)."""
-        entry = json.dumps(dataclasses.asdict(event), ensure_ascii=False)
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(history_key(invoice_id), self._cipher.seal(entry))
-            pipe.ltrim(history_key(invoice_id), 0, HISTORY_LENGTH - 1)
+            self._push_event(pipe, invoice_id, event)
             pipe.execute()
+
+    def _push_event(self, pipe: redis.client.Pipeline, invoice_id: int, event: Event) -> None:
+        """Add (to ``pipe``) ``event`` at the head of the history, capped at its length."""
+        entry = json.dumps(dataclasses.asdict(event), ensure_ascii=False)
+        pipe.lpush(history_key(invoice_id), self._cipher.seal(entry))
+        pipe.ltrim(history_key(invoice_id), 0, HISTORY_LENGTH - 1)
 
     def history(self, invoice_id: int, limit: int = HISTORY_LENGTH) -> list[Event]:
         """The invoice's events, newest first."""
