@@ -132,17 +132,15 @@ class BridgeWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
-        try:
-            recovered = _current().operations.recover_stranded()
-        except Exception:  # the sweep must never stop the worker; the next round retries
-            log.exception("the sweep for stranded queued invoices failed")
-            return
-        if recovered:
-            log.warning("gave %d stranded queued invoices a new job: %s", len(recovered), recovered)
-        try:
-            batches = batches_of(_current()).recover_stranded()
-        except Exception:  # as above: the next round retries
-            log.exception("the sweep for stranded bulk re-syncs failed")
-            return
-        if batches:
-            log.warning("gave %d stranded bulk re-syncs a new job: %s", len(batches), batches)
+        sweeps = (
+            ("queued invoices", lambda: _current().operations.recover_stranded()),
+            ("bulk re-syncs", lambda: batches_of(_current()).recover_stranded()),
+        )
+        for what, sweep in sweeps:
+            try:
+                recovered = sweep()
+            except Exception:  # a sweep must never stop the worker; the next round retries
+                log.exception("the sweep for stranded %s failed", what)
+                continue
+            if recovered:
+                log.warning("gave %d stranded %s a new job: %s", len(recovered), what, recovered)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.fernet import Fernet
 from rq import SimpleWorker
 from rq.job import Job
 from test_api import API, finan_puts, issue
@@ -17,8 +18,11 @@ from test_api import API, finan_puts, issue
 from bridge import jobs
 from bridge.app import create_app
 from bridge.config import load_settings
+from bridge.jobs import BridgeWorker
 from bridge.queue import bridge_queue
-from bridge.records import Event
+from bridge.records import Event, state_index_key
+from bridge.redis_connection import record_key
+from bridge.resync import batches_of
 from schemas.finan import decode_request
 
 
@@ -271,6 +275,22 @@ def test_a_queued_invoice_whose_job_was_lost_gets_a_new_one(app, client, crm_hea
     run_worker(redis)
     assert record_of(client, crm_headers)["state"] == "issued"
     assert app.extensions["bridge"].operations.recover_stranded() == []
+
+
+def test_the_workers_maintenance_round_runs_every_sweep_even_when_one_fails(app, redis):
+    # A queued record this worker can't read (encrypted with a key it lacks) breaks the
+    # sweep of queued invoices; the sweep of bulk re-syncs must still run.
+    unreadable = Fernet(Fernet.generate_key()).encrypt(b"{}")
+    redis.set(record_key(99), unreadable)
+    redis.zadd(state_index_key("queued"), {99: 0})
+    batches = batches_of(app.extensions["bridge"])
+    batch_id = batches.create([17], "ids", force=False)
+    bridge_queue(redis).empty()  # its job lost, as a Redis without AOF would lose it
+
+    BridgeWorker([bridge_queue(redis)], connection=redis).run_maintenance_tasks()
+
+    (job_id,) = bridge_queue(redis).get_job_ids()
+    assert Job.fetch(job_id, connection=redis).args[0] == batch_id
 
 
 def test_a_job_that_is_no_longer_the_records_does_nothing(app, client, crm_headers, finan, redis):
