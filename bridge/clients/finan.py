@@ -15,8 +15,12 @@ from typing import Any
 import requests
 from marshmallow import ValidationError
 
-from bridge.clients.http import RetryableAnswer, ThreadLocalSession, call_with_retries
-from bridge.clients.http import parse_retry_after as _retry_after
+from bridge.clients.http import (
+    RetryableAnswer,
+    ThreadLocalSession,
+    call_with_retries,
+    parse_retry_after,
+)
 from bridge.config import Settings
 from bridge.errors import ProviderRejected, ProviderUnavailable
 from bridge.metrics import FINAN_CALLS, FINAN_REQUEST_DURATION
@@ -82,7 +86,7 @@ class FinanClient:
             log.warning("Finan unavailable after %d tries", self._attempts)
             raise ProviderUnavailable(
                 f"Finan is unavailable ({exc.description}); try again later",
-                retry_after=max(1, round(exc.retry_after or 0)) if exc.retry_after else 30,
+                retry_after=max(1, round(exc.retry_after)) if exc.retry_after else 30,
             ) from exc
         finally:
             FINAN_CALLS.labels(outcome).inc()
@@ -106,7 +110,7 @@ class FinanClient:
     def _classify(self, response: requests.Response) -> FinanAnswer:
         """Finan's envelope code decides when there is one; otherwise the HTTP status does."""
         status = response.status_code
-        retry_after = _retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         try:
             envelope = _envelope_schema.load(response.json())
         except (ValueError, ValidationError):
