@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.openapi import ADMIN_SECURITY_SCHEME, document, json_response
+from bridge.openapi import (
+    ADMIN_SECURITY_SCHEME,
+    REQUEST_ID_HEADERS,
+    document,
+    error_responses,
+    json_body,
+    json_response,
+)
 from schemas.bridge import (
+    RESYNC_STATES,
     BatchEnvelopeSchema,
     BulkResyncSchema,
     ErrorEnvelopeSchema,
     InvoiceDetailEnvelopeSchema,
     InvoiceListEnvelopeSchema,
+    InvoiceListQuerySchema,
     PreviewEnvelopeSchema,
+    ResyncBodySchema,
     ResyncEnvelopeSchema,
 )
 
@@ -35,24 +45,10 @@ _ADMIN_ERRORS = {
     "bridge's token (TOURWELL_API_TOKEN).",
     503: "Redis or the CRM is unavailable; try again after Retry-After.",
 }
-_HEADERS = {
-    401: {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}},
-    409: {"Retry-After": {"$ref": "#/components/headers/RetryAfterWhenInFlight"}},
-    503: {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
-}
-_REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {
-        str(status): json_response(_ADMIN_ERRORS[status], ErrorEnvelopeSchema, _HEADERS.get(status))
-        for status in statuses
-    }
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}  # fmt: skip
+    return error_responses(*statuses, descriptions=_ADMIN_ERRORS)
 
 
 def _admin(
@@ -75,11 +71,21 @@ def _admin(
     return operation
 
 
-_FORCE = _query(
-    "force",
-    {"type": "string", "enum": ["1", "0", "true", "false"]},
-    "1: send even when Finan already holds exactly this body.",
-)
+# The spellings of force=... the document promises (ResyncQuerySchema takes a few more).
+_FORCE = {
+    "name": "force",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["1", "0", "true", "false"]},
+    "description": "1: send even when Finan already holds exactly this body.",
+}
+_BATCH_ID = {
+    "name": "batch_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "description": "The id from POST /admin/resync.",
+}
 
 ADMIN_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("admin_api.invoices", "get"): _admin(
@@ -90,20 +96,8 @@ ADMIN_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "200": json_response("A page of records.", InvoiceListEnvelopeSchema),
             **_errors(401, 422, 503),
         },
-        [
-            _query(
-                "state",
-                {"type": "string", "enum": ["issued", "cancelled", "queued", "failed", "dead"]},
-                "Only records in this state.",
-            ),
-            _query(
-                "q",
-                {"type": "string", "minLength": 1, "maxLength": 100},
-                "An invoice id, or a code or its start.",
-            ),
-            _query("page", {"type": "integer", "minimum": 1, "maximum": 1000000}, "From 1."),
-            _query("per_page", {"type": "integer", "minimum": 1, "maximum": 100}, "Default 50."),
-        ],
+        # One query parameter per field of the schema that validates them (apispec).
+        [{"in": "query", "schema": InvoiceListQuerySchema}],
     ),
     ("admin_api.invoice", "get"): _admin(
         "One record, its history and the last body sent",
@@ -136,25 +130,10 @@ ADMIN_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_errors(400, 401, 404, 409, 413, 415, 422, 502, 503),
         },
         ["InvoiceId", _FORCE],
-        {
-            "required": False,
-            "description": 'Optional: {"force": true} is the same as force=1; JSON null is '
-            "the same as no body.",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "anyOf": [
-                            {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "properties": {"force": {"type": "boolean"}},
-                            },
-                            {"type": "null"},
-                        ]
-                    }
-                }
-            },
-        },
+        json_body(
+            'Optional: {"force": true} is the same as force=1; JSON null is the same as no body.',
+            ResyncBodySchema,
+        ),
     ),
     ("admin_api.bulk_resync", "post"): _admin(
         "Re-sync many invoices, paced by the CRM's rate limit",
@@ -175,15 +154,7 @@ ADMIN_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "Progress of a bulk re-sync",
         "How many are done, the count of each result, and the problems (failed, error).",
         {"200": json_response("The batch.", BatchEnvelopeSchema), **_errors(401, 404, 503)},
-        [
-            {
-                "name": "batch_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                "description": "The id from POST /admin/resync.",
-            }
-        ],
+        [_BATCH_ID],
     ),
 }
 
@@ -191,17 +162,14 @@ ADMIN_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 def _html(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": _REQUEST_ID,
+        "headers": REQUEST_ID_HEADERS,
         "content": {"text/html": {"schema": {"type": "string"}}},
     }
 
 
 def _redirect(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "headers": {**_REQUEST_ID, "Location": {"schema": {"type": "string"}}},
-        "content": {"text/html": {"schema": {"type": "string"}}},
-    }
+    location = {"Location": {"schema": {"type": "string"}}}
+    return {**_html(description), "headers": {**REQUEST_ID_HEADERS, **location}}
 
 
 _LOGIN = _redirect("Not logged in (or the session ended): to the login form.")
@@ -209,7 +177,7 @@ _FORBIDDEN = _html("The form's CSRF token is missing, wrong or expired: log in a
 _PAGE_NOT_FOUND = {
     "description": "The invoice or batch is unknown to the bridge (a page); or the path is "
     "not one of the bridge's, such as a negative id (the JSON error envelope).",
-    "headers": _REQUEST_ID,
+    "headers": REQUEST_ID_HEADERS,
     "content": {
         "text/html": {"schema": {"type": "string"}},
         "application/json": {"schema": ErrorEnvelopeSchema},
@@ -221,7 +189,7 @@ def _page(
     summary: str,
     responses: dict[str, Any],
     form: dict[str, Any] | None = None,
-    path: tuple[dict[str, Any], ...] = (),
+    path: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "tags": ["Status page"],
@@ -248,14 +216,6 @@ def _form(**properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_INVOICE_ID = {
-    "name": "invoice_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 0},
-}
-_BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
-
 PAGE_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("admin_page.index", "get"): _page(
         "Counts per state and the searchable table of records",
@@ -279,7 +239,7 @@ PAGE_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("admin_page.invoice", "get"): _page(
         "An invoice: its record, history, last body, and the re-sync buttons",
         {"200": _html("The page."), "302": _LOGIN, "404": _PAGE_NOT_FOUND},
-        path=(_INVOICE_ID,),
+        path=("InvoiceId",),
     ),
     ("admin_page.preview", "get"): _page(
         "Preview of a re-sync: the body and its diff; sends nothing",
@@ -291,7 +251,7 @@ PAGE_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "502": _html("The CRM refused the bridge's token."),
             "503": _html("The CRM or Redis is unavailable."),
         },
-        path=(_INVOICE_ID,),
+        path=("InvoiceId",),
     ),
     ("admin_page.resync", "post"): _page(
         "Re-sync an invoice (force: send even when unchanged)",
@@ -302,7 +262,7 @@ PAGE_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "404": _PAGE_NOT_FOUND,
         },
         _form(force={"type": "string", "enum": ["0", "1"]}),
-        path=(_INVOICE_ID,),
+        path=("InvoiceId",),
     ),
     ("admin_page.bulk_resync", "post"): _page(
         "Re-sync every failed or dead invoice, paced",
@@ -312,12 +272,13 @@ PAGE_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "403": _FORBIDDEN,
             "422": _html("Not a state that can be re-synced in bulk."),
         },
-        _form(state={"type": "string", "enum": ["failed", "dead"]}),
+        _form(state={"type": "string", "enum": list(RESYNC_STATES)}),
     ),
     ("admin_page.batch", "get"): _page(
         "Progress of a bulk re-sync",
         {"200": _html("The page."), "302": _LOGIN, "404": _PAGE_NOT_FOUND},
-        path=(_BATCH_ID,),
+        # Any text: the page redirects to the login before it looks at the id.
+        path=({"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}},),
     ),
 }
 

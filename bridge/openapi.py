@@ -123,7 +123,7 @@ _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     409: {"Retry-After": {"$ref": "#/components/headers/RetryAfterWhenInFlight"}},
     503: {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
 }
-_REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
+REQUEST_ID_HEADERS = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
 
 HEADERS = {
     "RequestId": {
@@ -191,15 +191,18 @@ def _ref(kind: str, name: str) -> dict[str, str]:
 def json_response(description: str, schema: Any, headers: dict | None = None) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": {**_REQUEST_ID, **(headers or {})},
+        "headers": {**REQUEST_ID_HEADERS, **(headers or {})},
         "content": {JSON: {"schema": schema}},
     }
 
 
-def error_responses(*statuses: int) -> dict[str, dict[str, Any]]:
+def error_responses(
+    *statuses: int, descriptions: dict[int, str] = ERROR_DESCRIPTIONS
+) -> dict[str, dict[str, Any]]:
+    """The error envelope for each of ``statuses``, said in ``descriptions``."""
     return {
         str(status): json_response(
-            ERROR_DESCRIPTIONS[status], ErrorEnvelopeSchema, _ERROR_HEADERS.get(status)
+            descriptions[status], ErrorEnvelopeSchema, _ERROR_HEADERS.get(status)
         )
         for status in statuses
     }
@@ -253,7 +256,7 @@ def service_operation(summary: str, responses: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _json_body(description: str, *shapes: Any) -> dict[str, Any]:
+def json_body(description: str, *shapes: Any) -> dict[str, Any]:
     """An optional JSON body of one of ``shapes``; JSON null is the same as no body."""
     schema = {"anyOf": [*shapes, {"type": "null"}]}
     return {"required": False, "description": description, "content": {JSON: {"schema": schema}}}
@@ -264,7 +267,10 @@ QUEUED = (
     "writes the outcome back to the CRM."
 )
 
-ISSUE_BODY = _json_body(
+# What the issue, update and cancel operations can answer with an error.
+WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 502, 503)
+
+ISSUE_BODY = json_body(
     "Empty (the bridge pulls the invoice from the CRM), or the invoice in the shape of the "
     'CRM\'s GET /api/v1/invoices/{id}: wrapped as {"data": {...}} or bare. Unknown fields '
     "are ignored.",
@@ -278,7 +284,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "One signed update-invoice to the Finan invoice derived from the CRM invoice's URL. "
         "A repeat with the same content sends nothing and answers 201 again.",
         {201: "Issued (or already issued with this content).", 202: QUEUED},
-        (400, 401, 404, 409, 413, 415, 422, 502, 503),
+        WRITE_ERRORS,
         ISSUE_BODY,
     ),
     ("crm.update", "put"): crm_operation(
@@ -286,16 +292,16 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "Pulls the CRM's current invoice, lays these fields over it and sends it; unchanged "
         "content sends nothing. lookup_url is kept on the record, not sent to Finan.",
         {200: "Updated (or unchanged).", 202: QUEUED},
-        (400, 401, 404, 409, 413, 415, 422, 502, 503),
-        _json_body("Tourwell's update fields, all optional.", UpdateSchema),
+        WRITE_ERRORS,
+        json_body("Tourwell's update fields, all optional.", UpdateSchema),
     ),
     ("crm.cancel", "post"): crm_operation(
         "Cancel an issued invoice",
         "Finan has no cancel: the bridge sends the invoice with nothing left to collect (no "
         "items, no payment methods) and keeps the note on the record.",
         {201: "Cancelled: the message is exactly 'Invoice Canceled successfully'.", 202: QUEUED},
-        (400, 401, 404, 409, 413, 415, 422, 502, 503),
-        _json_body("Optional.", CancelSchema),
+        WRITE_ERRORS,
+        json_body("Optional.", CancelSchema),
     ),
     ("crm.record", "get"): crm_operation(
         "The bridge's record of an invoice",
@@ -320,7 +326,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         {
             "200": {
                 "description": "Prometheus text format (or OpenMetrics, if asked for in Accept).",
-                "headers": _REQUEST_ID,
+                "headers": REQUEST_ID_HEADERS,
                 "content": {
                     "text/plain": {"schema": {"type": "string"}},
                     "application/openmetrics-text": {"schema": {"type": "string"}},

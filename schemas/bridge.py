@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from bridge.records import DEAD, FAILED, STATES
+
 
 class BridgeSchema(Schema):
     class Meta:
@@ -73,22 +75,31 @@ readiness_schema = ReadinessSchema()
 
 # --- the operator-facing admin API (DESIGN.md section 3): bodies reject unknown fields ---
 
-RESYNC_STATES = ("failed", "dead")
+RESYNC_STATES = (FAILED, DEAD)
 MAX_PER_PAGE = 100
 
 
 class InvoiceListQuerySchema(BridgeSchema):
     """``GET /admin/invoices``: filter by state, search by invoice id or code, page."""
 
+    # The descriptions are the query parameters' in the OpenAPI document (admin_openapi).
     state = fields.String(
-        validate=validate.OneOf(("issued", "cancelled", "queued", "failed", "dead"))
+        validate=validate.OneOf(STATES), metadata={"description": "Only records in this state."}
     )
     q = fields.String(
         validate=validate.Length(min=1, max=100),
-        metadata={"description": "an invoice id, or the CRM's invoice code or its start"},
+        metadata={"description": "An invoice id, or the CRM's invoice code or its start."},
     )
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+    page = fields.Integer(
+        load_default=1,
+        validate=validate.Range(min=1, max=1_000_000),
+        metadata={"description": "From 1."},
+    )
+    per_page = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=MAX_PER_PAGE),
+        metadata={"description": "How many records a page holds."},
+    )
 
 
 class JsonBoolean(fields.Boolean):
