@@ -1,11 +1,11 @@
 """Bulk re-sync: many invoices re-synced one after another, paced by the CRM's rate limit.
 
 A batch is kept in Redis: its ids (a list), a hash of where it stands (position, counts per
-result), each invoice's result, and the problems (failed or error) in order. Nothing runs at
-once: the first slice of the work is an RQ job, and each slice re-syncs invoices for as long
-as the pacing allows, then hands the rest to a new job, scheduled for when the next slot is
-free. So a batch of 10 000 ids is accepted in one request, holds one worker at most for a
-slice at a time, and leaves room in the queue for everything else.
+result), and the problems (failed or error) in order. Nothing runs at once: the first slice
+of the work is an RQ job, and each slice re-syncs invoices for as long as the pacing allows,
+then hands the rest to a new job, scheduled for when the next slot is free. So a batch of
+10 000 ids is accepted in one request, holds one worker at most for a slice at a time, and
+leaves room in the queue for everything else.
 
 Pacing: each re-sync makes up to two CRM calls (the pull, and the write-back when it sent
 something), and every CRM call takes a slot of the shared 60-per-minute window
@@ -45,7 +45,6 @@ RESYNC_BATCH_JOB = "bridge.jobs.resync_batch"
 OPEN_BATCHES_KEY = "bridge:batches:open"  # batches run by the queue and not finished yet
 
 BATCH_TTL_SECONDS = 7 * 86400  # a batch's progress stays readable for a week
-MAX_BATCH_IDS = 50_000
 # Batches together take at most 1/3 of the CRM's window in invoices a minute; each invoice
 # makes at most two CRM calls, so bulk work never takes more than 2/3 of the window.
 BULK_SHARE_DIVISOR = 3
@@ -79,10 +78,6 @@ def batch_key(batch_id: str) -> str:
 
 def batch_ids_key(batch_id: str) -> str:
     return f"bridge:batch:{batch_id}:ids"
-
-
-def batch_results_key(batch_id: str) -> str:
-    return f"bridge:batch:{batch_id}:results"
 
 
 def batch_problems_key(batch_id: str) -> str:
@@ -220,11 +215,6 @@ class ResyncBatches:
             problems=problems,
         )
 
-    def results(self, batch_id: str) -> dict[int, ItemResult]:
-        """Every invoice's result so far, by invoice id."""
-        raw = self._redis.hgetall(batch_results_key(batch_id))
-        return {int(k): _item_from_json(v) for k, v in raw.items()}
-
     def run(
         self,
         batch_id: str,
@@ -332,13 +322,12 @@ class ResyncBatches:
         return ItemResult(invoice_id, outcome.result, outcome.record.state, outcome.message)
 
     def _record(self, batch_id: str, position: int, item: ItemResult) -> None:
-        entry = json.dumps(item.__dict__, ensure_ascii=False)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.multi()
-            pipe.hset(batch_results_key(batch_id), item.invoice_id, entry)
             pipe.hincrby(batch_key(batch_id), f"count:{item.result}", 1)
             pipe.hset(batch_key(batch_id), mapping={"position": position + 1, "crm_pauses": 0})
             if item.result in PROBLEM_RESULTS:
+                entry = json.dumps(item.__dict__, ensure_ascii=False)
                 pipe.rpush(batch_problems_key(batch_id), entry)
             for key in _keys(batch_id):
                 pipe.expire(key, BATCH_TTL_SECONDS)
@@ -377,7 +366,6 @@ def _keys(batch_id: str) -> tuple[str, ...]:
     return (
         batch_key(batch_id),
         batch_ids_key(batch_id),
-        batch_results_key(batch_id),
         batch_problems_key(batch_id),
     )
 
