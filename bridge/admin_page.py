@@ -31,7 +31,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -44,6 +43,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
 from bridge.admin_api import invoice_detail, list_invoices
+from bridge.api import services
 from bridge.errors import BridgeError, NotFound
 from bridge.records import STATES
 from bridge.resync import batches_of
@@ -108,10 +108,6 @@ def init_app(app: Flask) -> None:
 
 
 # --- the session ---
-
-
-def services() -> Any:
-    return current_app.extensions["bridge"]
 
 
 def _matching_token(presented: str) -> str | None:
