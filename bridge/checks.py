@@ -55,11 +55,7 @@ def check_crm(settings: Settings, invoice_id: int) -> CheckResult:
     try:
         response = _session().get(url, headers=headers, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as exc:
-        return CheckResult(
-            "CRM",
-            False,
-            f"can't reach TOURWELL_BASE_URL ({type(exc).__name__}); check the URL and the network",
-        )
+        return _unreachable("CRM", "TOURWELL_BASE_URL", exc)
     status = response.status_code
     if status in (401, 403):
         return CheckResult(
@@ -93,11 +89,7 @@ def check_finan(settings: Settings) -> CheckResult:
     try:
         response = _session().get(url, auth=auth, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as exc:
-        return CheckResult(
-            "Finan",
-            False,
-            f"can't reach PROVIDER_BASE_URL ({type(exc).__name__}); check the URL and the network",
-        )
+        return _unreachable("Finan", "PROVIDER_BASE_URL", exc)
     status = response.status_code
     said = _finan_message(response)
     if status in (401, 403):
@@ -142,6 +134,11 @@ def run_checks(
         if each is not None:
             each(result)
     return results
+
+
+def _unreachable(name: str, setting: str, exc: requests.RequestException) -> CheckResult:
+    detail = f"can't reach {setting} ({type(exc).__name__}); check the URL and the network"
+    return CheckResult(name, False, detail)
 
 
 def _session() -> requests.Session:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bridge.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the commands import what they use when they run, to start quickly
+    from bridge.checks import CheckResult
+    from bridge.resync import ItemResult
 
 # deploy/gunicorn.conf.py: in a source checkout (or an image built from one) it sits beside
 # the package; a regular `pip install` puts a copy under <prefix>/share (setup.cfg).
@@ -127,7 +132,7 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
     settings = settings_or_exit()
     from bridge.app import build_services
     from bridge.errors import NotFound
-    from bridge.resync import PROBLEM_RESULTS, RESULTS, ItemResult, batches_of
+    from bridge.resync import PROBLEM_RESULTS, RESULTS, batches_of
 
     services = build_services(settings)
     batches = batches_of(services)
@@ -162,7 +167,7 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
         sys.exit(1)
 
 
-def summary_table(items: list) -> str:
+def summary_table(items: list[ItemResult]) -> str:
     """One line per invoice: id, what happened, the state now, and why."""
     rows = [("invoice", "result", "state", "message")]
     rows += [(str(i.invoice_id), i.result, i.state or "-", i.message) for i in items]
@@ -194,7 +199,7 @@ def check(crm_invoice: int) -> None:
     settings = settings_or_exit()
     click.echo("settings  ok    every setting is present and well-formed")
 
-    def show(result) -> None:
+    def show(result: CheckResult) -> None:
         mark = "ok" if result.ok else "WRONG"
         click.echo(f"{result.name:<8}  {mark:<5} {result.detail}")
 
