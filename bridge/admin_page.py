@@ -54,7 +54,6 @@ csrf = CSRFProtect()
 
 SESSION_LIFETIME = timedelta(hours=8)
 SESSION_COOKIE_NAME = "bridge_admin"
-PER_PAGE = 50
 # Headers on every page: no scripts, no framing, nothing cached, no Referer to other sites
 # (same-origin, not no-referrer: over https Flask-WTF checks the Referer of each form post).
 PAGE_HEADERS = {
@@ -219,7 +218,7 @@ def logout() -> Any:
 def index() -> Any:
     raw = {name: value for name, value in request.args.items() if value.strip()}
     try:
-        query = _list_query.load({"per_page": PER_PAGE, **raw})
+        query = _list_query.load(raw)  # 50 a page unless per_page says otherwise
     except ValidationError as exc:
         names = ", ".join(sorted(exc.messages))
         return page_error(422, f"The filter has invalid parameters: {names}.")
