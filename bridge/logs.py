@@ -114,7 +114,7 @@ class JsonFormatter(_LibraryJsonFormatter):
 def _access_fields(atoms: Mapping[str, Any]) -> dict[str, Any]:
     fields = {}
     for atom, name in _ACCESS_FIELDS.items():
-        value = dict.get(atoms, atom) if isinstance(atoms, dict) else atoms.get(atom)
+        value = atoms.get(atom)  # gunicorn writes "-" (or None) where it has no value
         if value in (None, "-"):
             continue
         fields[name] = int(value) if isinstance(value, str) and value.isdigit() else value
