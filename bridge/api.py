@@ -12,7 +12,7 @@ import hmac
 import json
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
@@ -30,13 +30,16 @@ from bridge.operations import Outcome
 from schemas.bridge import success_schema
 from schemas.tourwell import CancelSchema, UpdateSchema
 
+if TYPE_CHECKING:
+    from bridge.app import Services
+
 bp = Blueprint("crm", __name__, url_prefix="/api/v1/invoices")
 
 _update_schema = UpdateSchema()
 _cancel_schema = CancelSchema()
 
 
-def services() -> Any:
+def services() -> Services:
     return current_app.extensions["bridge"]
 
 
