@@ -11,6 +11,7 @@ from typing import Any
 
 from bridge.openapi import (
     ADMIN_SECURITY_SCHEME,
+    ERROR_DESCRIPTIONS,
     REQUEST_ID_HEADERS,
     document,
     error_responses,
@@ -30,15 +31,15 @@ from schemas.bridge import (
     ResyncEnvelopeSchema,
 )
 
+# Said for the admin API where the CRM-facing API's words don't fit.
 _ADMIN_ERRORS = {
+    **ERROR_DESCRIPTIONS,
     400: "The body is not valid UTF-8 JSON.",
     401: "The Bearer token is missing, or is not one of BRIDGE_ADMIN_TOKENS: a CRM token is "
     "refused, and with no admin tokens configured every caller is.",
     404: "The invoice (or one of the ids, or the batch) is unknown to the bridge, or the CRM "
     "does not know the invoice it pulls.",
     409: "Another operation on the invoice is in flight (with Retry-After).",
-    413: "The body is over 1 MiB.",
-    415: "A body was sent without 'Content-Type: application/json'.",
     422: "An unknown or invalid query parameter or body field (errors names each), or the "
     "invoice can't be mapped.",
     502: "Finan rejected the invoice (the record is now 'failed'), or the CRM refused the "
