@@ -30,7 +30,7 @@ import difflib
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -501,7 +501,10 @@ class InvoiceOperations:
         event = Event(pending.operation, WORKER, DEAD, record.last_error["message"])
         self._records.save(record, event, self._write_back_job(record, True))
 
-    def _write_back_job(self, record: Record, wanted: bool):
+    def _write_back_job(
+        self, record: Record, wanted: bool
+    ) -> Callable[[redis.client.Pipeline], None] | None:
+        """What ``RecordStore.save`` adds to its transaction to schedule the write-back."""
         if not wanted:
             return None
         return lambda pipe: queue.schedule_write_back(self._redis, record.invoice_id, pipe)
