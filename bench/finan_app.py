@@ -1,13 +1,244 @@
-"""The Finan stand-in of ``bridge.sandbox`` as a WSGI app for gunicorn.
+"""The bench's Finan stand-ins, as WSGI apps for gunicorn (``bench.processes.start_finan``).
 
-It checks every signature and body and computes Finan's totals, like in the tests. The
-bench serves it from one process (so its request log counts every request, for D) with
-many threads, and measures that it is not what limits the bridge.
+``app`` is the fast one the bench serves by default: a plain WSGI callable, so that the
+load measured is the bridge's and not the stand-in's. It checks what Finan checks before
+taking a request, exactly as the full stand-in does and with the same answers:
+
+- the signature headers (client id, the sha256 signature, its 30 s window), with
+  ``bridge.signing.verify``: ``401``, code ``104010``, the reason as the message;
+- the invoice id in the path is a UUID: ``400``, code ``104000``, ``id: must be a UUID``;
+- the body is JSON (an object): ``400``, code ``104000``, ``body: is not valid JSON``.
+
+It does not validate the body's fields. Its totals are a cheap plausible sum, not Finan's
+arithmetic: every item's ``price`` x ``quantity`` plus tax at the sum of its ``taxes``
+rates, as if prices were before tax, in Decimal, rounded half up once at the end;
+``tax_type`` and ``discounts`` are ignored. For the bench's invoice (``price_excluding_tax``,
+no discounts) that is exactly what Finan computes. A body whose items can't be summed
+that way is refused like an invalid one (``400``, ``104000``).
+
+The answer is Finan's success envelope as ``bridge.clients.finan`` reads it: ``code``
+``102001`` the first time an invoice id is seen (``102000`` after), ``message.content``,
+and ``data`` with ``id``, ``order_code`` (``HD1``, ``HD2``, ... in order of creation),
+``system_code`` (the id's first eight hex digits, upper case) and the two totals.
+
+Control routes, no signature: ``GET /_standin/requests`` (one entry per API request:
+method, signed path, status, code, outcome; no bodies) and ``POST /_standin/reset``.
+Anything else answers Finan's ``404`` envelope; another method on update-invoice its
+``405``. There is no create or detail route, no invoice store and no faults: the bridge
+sends only update-invoice, and the tests drive faults on the full stand-in.
+
+``full_app()`` builds that full stand-in (``bridge.sandbox.finan_standin``: Flask,
+validates every field, computes Finan's totals), which ``python -m bench --full-finan``
+serves instead, for comparison.
 """
 
 from __future__ import annotations
 
-from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET
-from bridge.sandbox.finan_standin import create_finan_app
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from decimal import ROUND_HALF_UP, Decimal
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote, urlsplit
 
-app = create_finan_app(client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, prefix=FINAN_PREFIX)
+from flask import Flask
+
+from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET
+from bridge import signing
+from bridge.sandbox.finan_standin import (
+    CODE_CREATED,
+    CODE_INVALID,
+    CODE_METHOD_NOT_ALLOWED,
+    CODE_NOT_FOUND,
+    CODE_UNAUTHORIZED,
+    CODE_UPDATED,
+    create_finan_app,
+)
+
+UPDATE_ROUTE = "/api/v1/invoice/update-invoice/"
+CREATED_MESSAGE = "Bạn vừa thực hiện tạo thành công hoá đơn"
+UPDATED_MESSAGE = "Bạn vừa thực hiện cập nhật thành công hoá đơn"
+# (header name as signed, its WSGI environ key)
+_SIGNATURE_HEADERS = tuple(
+    (name, "HTTP_" + name.upper().replace("-", "_"))
+    for name in (signing.HEADER_CLIENT_ID, signing.HEADER_TIMESTAMP, signing.HEADER_SIGNATURE)
+)
+_WHOLE = Decimal(1)
+_HUNDRED = Decimal(100)
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class Refused(Exception):
+    """A request Finan refuses: HTTP status, Finan's code, the message."""
+
+    def __init__(self, status: int, code: int, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.outcome = status, code, outcome
+
+
+def _raw_target(environ: dict[str, Any]) -> tuple[str, str]:
+    """The path (percent-encoding intact) and query as the client sent them."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw:
+        return quote(environ.get("PATH_INFO", "")), environ.get("QUERY_STRING", "")
+    if not raw.startswith("/"):  # absolute-form request target
+        parts = urlsplit(raw)
+        return parts.path, parts.query
+    path, _, query = raw.partition("?")
+    return path, query
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        return environ["wsgi.input"].read(int(length))
+    if environ.get("wsgi.input_terminated"):  # chunked, and the server ends the stream
+        return environ["wsgi.input"].read()
+    return b""
+
+
+def plausible_totals(body: dict[str, Any]) -> tuple[int, int]:
+    """(total_amount, tax_amount) in whole đồng, as the module docstring says."""
+    total = tax = Decimal(0)
+    for item in body.get("items") or ():
+        amount = Decimal(item["price"]) * Decimal(item["quantity"])
+        rate = sum((Decimal(t["rate"]) for t in item.get("taxes") or ()), Decimal(0))
+        item_tax = amount * rate / _HUNDRED
+        total += amount + item_tax
+        tax += item_tax
+    return int(total.quantize(_WHOLE, ROUND_HALF_UP)), int(tax.quantize(_WHOLE, ROUND_HALF_UP))
+
+
+def _envelope(code: int, content: str, data: Any = None) -> dict[str, Any]:
+    return {
+        "message": {"content": content},
+        "code": code,
+        "request_id": str(uuid.uuid4()),
+        "data": data,
+    }
+
+
+def _reply(start_response: StartResponse, status: int, payload: Any) -> Iterable[bytes]:
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+class FastFinan:
+    """The fast stand-in: a WSGI callable; one instance per process holds its request log."""
+
+    def __init__(
+        self,
+        client_id: str,
+        secret: str,
+        prefix: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client_id = client_id
+        self._secret = secret
+        self._prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self._route = self._prefix + UPDATE_ROUTE
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._order_codes: dict[str, str] = {}  # invoice id -> order_code
+
+    def __repr__(self) -> str:  # never the secret
+        return f"FastFinan(client_id={self.client_id!r})"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        path, query = _raw_target(environ)
+        if path == "/_standin/requests" and method == "GET":
+            with self._lock:
+                requests = list(self._requests)
+            return _reply(start_response, 200, {"requests": requests})
+        if path == "/_standin/reset" and method == "POST":
+            with self._lock:
+                self._requests.clear()
+                self._order_codes.clear()
+            return _reply(start_response, 200, {"reset": True})
+        invoice_id = path[len(self._route) :]
+        if not path.startswith(self._route) or not invoice_id or "/" in invoice_id:
+            return _reply(start_response, 404, _envelope(CODE_NOT_FOUND, f"no route {path}"))
+        if method != "PUT":
+            message = f"{method} not allowed here"
+            return _reply(start_response, 405, _envelope(CODE_METHOD_NOT_ALLOWED, message))
+
+        signed_path = path[len(self._prefix) :] + (f"?{query}" if query else "")
+        now = self._clock()  # the signature window is judged at arrival
+        entry = {"method": method, "path": signed_path, "at": now}
+        try:
+            status, code, message, data = self._update(environ, signed_path, invoice_id, now)
+            outcome = "created" if code == CODE_CREATED else "updated"
+        except Refused as refused:
+            status, code, message, data = refused.status, refused.code, str(refused), None
+            outcome = refused.outcome
+        entry.update(status=status, code=code, outcome=outcome)
+        with self._lock:
+            self._requests.append(entry)
+        return _reply(start_response, status, _envelope(code, message, data))
+
+    def _update(
+        self, environ: dict[str, Any], signed_path: str, raw_id: str, now: float
+    ) -> tuple[int, int, str, dict[str, Any]]:
+        raw = _read_body(environ)
+        headers = {name: environ.get(key, "") for name, key in _SIGNATURE_HEADERS}
+        try:
+            signing.verify(
+                headers,
+                "PUT",
+                signed_path,
+                raw,
+                client_id=self.client_id,
+                secret=self._secret,
+                now=now,
+            )
+        except signing.SignatureError as exc:
+            raise Refused(401, CODE_UNAUTHORIZED, str(exc), "unauthorized") from None
+        try:
+            invoice_id = str(uuid.UUID(raw_id))
+        except ValueError:
+            raise Refused(400, CODE_INVALID, "id: must be a UUID", "invalid") from None
+        try:
+            body = json.loads(raw.decode("utf-8"), parse_float=Decimal)
+        except ValueError:
+            raise Refused(400, CODE_INVALID, "body: is not valid JSON", "invalid") from None
+        if not isinstance(body, dict):
+            raise Refused(400, CODE_INVALID, "body: must be a JSON object", "invalid")
+        try:
+            total, tax = plausible_totals(body)
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            message = "items: each needs a price, a quantity and taxes with a rate"
+            raise Refused(400, CODE_INVALID, message, "invalid") from None
+
+        with self._lock:
+            order_code = self._order_codes.get(invoice_id)
+            created = order_code is None
+            if created:
+                order_code = self._order_codes[invoice_id] = f"HD{len(self._order_codes) + 1}"
+        data = {
+            "id": invoice_id,
+            "order_code": order_code,
+            "system_code": invoice_id[:8].upper(),
+            "total_amount": total,
+            "tax_amount": tax,
+        }
+        if created:
+            return 200, CODE_CREATED, CREATED_MESSAGE, data
+        return 200, CODE_UPDATED, UPDATED_MESSAGE, data
+
+
+app = FastFinan(FINAN_CLIENT_ID, FINAN_SECRET, FINAN_PREFIX)
+
+
+def full_app() -> Flask:
+    """The full stand-in of ``bridge.sandbox`` with the bench's credentials (``--full-finan``)."""
+    return create_finan_app(client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, prefix=FINAN_PREFIX)

@@ -169,16 +169,21 @@ def gunicorn_command(app: str, port: int) -> list[str]:
     ]
 
 
-def start_finan(env: dict[str, str], log_dir: Path, threads: int) -> Server:
-    """The Finan stand-in (``bench.finan_app``) in one gunicorn process, so that its request
-    log sees every request, with ``threads`` threads."""
+# The Finan stand-ins of bench/finan_app.py, as gunicorn app specs.
+FINAN_APPS = {"fast": "bench.finan_app:app", "full": "bench.finan_app:full_app()"}
+
+
+def start_finan(env: dict[str, str], log_dir: Path, threads: int, full: bool = False) -> Server:
+    """A Finan stand-in in one gunicorn process, so that its request log sees every request,
+    with ``threads`` threads: the fast one of ``bench.finan_app``, or with ``full`` the full
+    one of ``bridge.sandbox`` (it validates every body and computes Finan's totals)."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn",
         "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
         "--keep-alive", "30", "--backlog", "2048", "--max-requests", "0",
         "--log-level", "warning", "--bind", f"127.0.0.1:{port}",
-        "bench.finan_app:app",
+        FINAN_APPS["full" if full else "fast"],
     ]  # fmt: skip
     return start_gunicorn("finan", command, env, log_dir, "/_standin/requests", port)
 

@@ -8,7 +8,9 @@ Scenarios (H, N and the bridge all run under deploy/gunicorn.conf.py, as ``bridg
 - B2  the same issues again: the content layer answers, nothing goes to Finan.
 - B2k the same issues again with their ``Idempotency-Key``: the stored answer.
 - F   the Finan stand-in alone (one signed PUT, over and over): its ceiling, to show it
-      is not what limits N or B1.
+      is not what limits N or B1. The stand-in is the fast one of ``bench/finan_app.py``
+      (checks signatures, parses the JSON, sums the rows); ``--full-finan`` serves the full
+      one of ``bridge/sandbox/finan_standin.py`` (validates every field) instead.
 - D   200 identical issues of one new invoice at once: Finan must get exactly one.
 
 Each round runs every throughput scenario once, in a rotated order, then D and the
@@ -91,6 +93,17 @@ D_BASE = 400_000_000
 ROUND_STRIDE = 1_000_000  # ids per round, far more than a round sends
 
 
+# The Finan stand-in the bench serves (--full-finan picks the full one).
+FINAN_STANDINS = {
+    "fast": "bench/finan_app.py: checks the signature, parses the JSON, sums the rows",
+    "full": "bridge/sandbox/finan_standin.py: also validates every field, Finan's totals",
+}
+
+
+def finan_kind(options: argparse.Namespace) -> str:
+    return "full" if options.full_finan else "fast"
+
+
 @dataclass(frozen=True)
 class Scenario:
     key: str
@@ -130,7 +143,9 @@ class Bench:
         self.servers["redis"], redis_url = start_redis(self.workdir / "redis")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS_TABLE}
 
-        finan = self.servers["finan"] = start_finan(env, logs, threads=16)
+        finan = self.servers["finan"] = start_finan(
+            env, logs, threads=16, full=self.options.full_finan
+        )
 
         port = free_port()
         command = gunicorn_command("bench.hello_app:app", port)
@@ -239,7 +254,12 @@ class Bench:
             Scenario("B1", "bridge issue, fresh invoice", "bridge", issues(bridge, B1_BASE), True),
             Scenario("B2", "bridge replay (content layer)", "bridge", replays("replay")),
             Scenario("B2k", "bridge replay (Idempotency-Key)", "bridge", replays("replay-key")),
-            Scenario("F", "Finan stand-in alone", "finan", lambda r: self.signed_finan_put()),
+            Scenario(
+                "F",
+                f"Finan stand-in alone ({finan_kind(self.options)})",
+                "finan",
+                lambda r: self.signed_finan_put(),
+            ),
         ]
 
     def measure(self, scenario: Scenario, round_number: int, seconds: float, connections: int):
@@ -425,6 +445,7 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "machine": machine(),
         "gunicorn": gunicorn_settings(),
+        "finan_standin": finan_kind(options),
         "settings": {
             "rounds": options.rounds,
             "seconds_per_scenario": options.duration,
@@ -473,6 +494,8 @@ def print_report(report: dict[str, Any]) -> None:
             "WARNING: the machine was not quiet; req/s and latencies are lower than this code "
             "can do. The CPU-bound columns and ratios are far less affected."
         )
+    kind = report["finan_standin"]
+    print(f"Finan stand-in: {kind} ({FINAN_STANDINS[kind]})")
     print()
     unloaded = ", ".join(f"{k} {v:.2f} ms" for k, v in report["unloaded_p50_ms"].items())
     print(f"unloaded median latency (one connection): {unloaded}")
@@ -511,6 +534,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument(
         "--no-wrk", action="store_true", help="use the Python load generator, not wrk"
+    )
+    parser.add_argument(
+        "--full-finan",
+        action="store_true",
+        help="serve the full Finan stand-in (validates every field, computes Finan's totals) "
+        "instead of the fast one, for comparison",
     )
     options = parser.parse_args(argv)
     if options.quick:

@@ -1,4 +1,5 @@
-"""The bench's own parts work: its invoice, the naive baseline, and scenario D.
+"""The bench's own parts work: its invoice, the naive baseline, scenario D, and its fast
+Finan stand-in (served by gunicorn as the bench serves it, next to the full one).
 
 No timing is asserted here (the bench measures; tests check behaviour). Everything runs
 against the real stand-ins and Redis of conftest.py, served on loopback.
@@ -7,19 +8,28 @@ against the real stand-ins and Redis of conftest.py, served on loopback.
 from __future__ import annotations
 
 import json
+import os
+import re
+import time
+import uuid
 from decimal import Decimal
 
+import pytest
+import requests
 from conftest import CRM_TOKEN
 
 from bench import loadgen
-from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET
+from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET, PAYMENT_CONFIG, TAX_IDS
 from bench.duplicates import Answer, duplicate_issues, summarise
 from bench.invoice import bench_invoice, body_template, issue_body
 from bench.naive_app import create_app as create_naive_app
+from bench.processes import start_finan
 from bridge.mapping import MappingConfig, finan_totals, map_invoice
 from bridge.sandbox.finan_standin import create_finan_app
 from bridge.sandbox.loopback import LoopbackServer
 from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS
+from bridge.signing import FinanAuth
+from schemas.finan import ResponseEnvelopeSchema, code_class, encode_request
 from schemas.tourwell import load_invoice
 
 API = "/api/v1/invoices"
@@ -46,7 +56,7 @@ def test_the_load_generator_template_renders_the_same_invoice_with_any_id():
 
 
 def test_the_naive_chain_issues_one_signed_invoice_and_refuses_a_second(redis_url, redis):
-    # The bench's own Finan stand-in (bench.finan_app), with the bench's credentials.
+    # The full Finan stand-in (the bench's --full-finan), which validates the body too.
     standin = create_finan_app(client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, prefix=FINAN_PREFIX)
     with LoopbackServer(standin) as finan:
         client = create_naive_app(redis_url, finan.url).test_client()
@@ -90,3 +100,112 @@ def test_the_python_load_generator_issues_a_fresh_invoice_per_request(app, finan
     assert result.requests > 0 and result.failed == 0, result.errors
     paths = [r["path"] for r in finan_puts(finan)]
     assert len(paths) == len(set(paths)) == result.requests
+
+
+# --- the Finan stand-ins the bench serves ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory):
+    """The fast and the full Finan stand-in, each in gunicorn as ``python -m bench`` starts it."""
+    logs = tmp_path_factory.mktemp("finan-logs")
+    env = dict(os.environ)
+    started = {}
+    try:
+        started["fast"] = start_finan(env, logs, threads=4)
+        started["full"] = start_finan(env, logs, threads=4, full=True)
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def bench_finan_body() -> bytes:
+    config = MappingConfig(tax_ids=TAX_IDS, payment_config=PAYMENT_CONFIG)
+    return encode_request(map_invoice(load_invoice(bench_invoice(5)), config))
+
+
+def put(server, invoice_id: str, body: bytes, auth: FinanAuth | None) -> requests.Response:
+    base = server.url + FINAN_PREFIX
+    url = f"{base}/api/v1/invoice/update-invoice/{invoice_id}"
+    headers = {"Content-Type": "application/json"}
+    return requests.put(url, data=body, headers=headers, auth=auth, timeout=10)
+
+
+def logged(server) -> list[dict]:
+    answer = requests.get(server.url + "/_standin/requests", timeout=10)
+    assert answer.status_code == 200
+    return answer.json()["requests"]
+
+
+def reset(server) -> None:
+    assert requests.post(server.url + "/_standin/reset", timeout=10).status_code == 200
+
+
+def signer(server, client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, skew=0.0) -> FinanAuth:
+    return FinanAuth(client_id, secret, server.url + FINAN_PREFIX, lambda: time.time() + skew)
+
+
+REFUSALS = {
+    # name: (FinanAuth arguments, or None for no signature; id; body; status, code)
+    "wrong secret": ({"secret": "not-the-secret"}, None, None, 401, 104010),
+    "unknown client id": ({"client_id": "someone-else"}, None, None, 401, 104010),
+    "signed 31 s ago": ({"skew": -31.0}, None, None, 401, 104010),
+    "signed 31 s ahead": ({"skew": 31.0}, None, None, 401, 104010),
+    "no signature": (None, None, None, 401, 104010),
+    "id not a UUID": ({}, "HD-42", None, 400, 104000),
+    "body not JSON": ({}, None, b"value_at=2026-11-20", 400, 104000),
+    "body not UTF-8": ({}, None, b'{"items": "\xff"}', 400, 104000),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_the_fast_finan_standin_refuses_what_the_full_one_refuses_with_its_answer(standins, case):
+    auth_args, invoice_id, body, status, code = REFUSALS[case]
+    answers = {}
+    for kind, server in standins.items():
+        auth = None if auth_args is None else signer(server, **auth_args)
+        answer = put(server, invoice_id or str(uuid.uuid4()), body or bench_finan_body(), auth)
+        envelope = answer.json()
+        # The seconds in a stale-signature message may differ by one between the two.
+        message = re.sub(r"[0-9]+", "N", envelope["message"]["content"])
+        answers[kind] = (answer.status_code, envelope["code"], message, envelope["data"])
+
+    assert answers["fast"] == answers["full"]
+    assert answers["fast"][:2] == (status, code)
+
+
+def test_the_fast_finan_standin_takes_a_signed_invoice_and_counts_every_request(standins):
+    fast, full = standins["fast"], standins["full"]
+    reset(fast)
+    invoice_id = str(uuid.uuid4())
+    body = bench_finan_body()
+    read = ResponseEnvelopeSchema().load  # what the bridge's Finan client reads
+
+    refused = put(fast, invoice_id, body, signer(fast, secret="not-the-secret"))
+    first = put(fast, invoice_id, body, signer(fast))
+    again = put(fast, invoice_id, body, signer(fast))
+    by_full = read(put(full, invoice_id, body, signer(full)).json())
+
+    assert refused.status_code == 401
+    assert (first.status_code, again.status_code) == (200, 200)
+    first, again = read(first.json()), read(again.json())
+    assert (first["code"], again["code"]) == (102001, 102000)  # created, then updated
+    assert code_class(first["code"]) == code_class(again["code"]) == "success"
+    assert first["data"]["id"] == invoice_id
+    assert first["data"]["order_code"] == again["data"]["order_code"] == "HD1"
+    assert first["data"]["system_code"]
+    # For the bench's invoice, the fast stand-in's plain sum is exactly Finan's total.
+    totals = (first["data"]["total_amount"], first["data"]["tax_amount"])
+    assert totals == (by_full["data"]["total_amount"], by_full["data"]["tax_amount"])
+    assert totals[0] > totals[1] > 0
+
+    log = logged(fast)
+    path = f"/api/v1/invoice/update-invoice/{invoice_id}"
+    assert [(r["method"], r["path"], r["status"], r["outcome"]) for r in log] == [
+        ("PUT", path, 401, "unauthorized"),
+        ("PUT", path, 200, "created"),
+        ("PUT", path, 200, "updated"),
+    ]
+    reset(fast)
+    assert logged(fast) == []
