@@ -145,7 +145,7 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 @bp.post("/<int:invoice_id>/issue")
 @crm_operation
 def issue(invoice_id: int, payload: Any | None) -> Outcome:
-    return services().operations.issue(invoice_id, payload)
+    return services().operations.issue(invoice_id, payload, source=request_body())
 
 
 @bp.put("/<int:invoice_id>")

@@ -6,6 +6,11 @@ the transition against the record, maps the invoice, and compares the fingerprin
 exact bytes it would send with the one Finan last accepted (the content layer): unchanged
 means nothing is sent and the caller gets the answer a first success would have had.
 
+One repeat is recognised before all that: an issue whose request body is byte for byte the
+one whose body Finan accepted last (the record's ``source``) is answered from the record,
+read without the lock. That is the CRM retrying an issue, the commonest repeat; the answer
+is the one the full path gives, as of the moment the record was read.
+
 Transitions:
     issue   allowed unless cancelled; a second issue must carry the same content
     update  only after an issue (accepted by Finan, or queued), never after cancel
@@ -30,6 +35,7 @@ import difflib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,9 +77,10 @@ from schemas.tourwell import load_invoice
 log = logging.getLogger(__name__)
 
 # The lock expires so that a process killed while holding it does not block the invoice.
-# Its time is renewed (and ownership checked) before each step that must not overlap
-# another operation: the call to Finan, and the save of the record after it. Each step
-# stays well under this (a CRM pull is at most about a minute, Finan's tries under one).
+# Before each step that must not overlap another operation (the call to Finan, and the save
+# of the record after it) the lock must have at least half this time left, or it is renewed
+# (and its ownership checked) first. Each step stays well under half (a CRM pull is at most
+# about a minute, Finan's tries under one).
 LOCK_TIMEOUT_SECONDS = 120
 IN_FLIGHT_RETRY_AFTER_SECONDS = 2
 
@@ -82,6 +89,7 @@ RESYNC = "resync"  # the history's name for an operator's re-sync that sent noth
 CRM, OPERATOR, WORKER = "crm", "operator", "worker"
 
 CANCEL_MESSAGE = "Invoice Canceled successfully"  # Tourwell's own wording (fixed)
+ALREADY_ISSUED_MESSAGE = "Invoice already issued; nothing changed"
 QUEUED_MESSAGE = (
     "Finan is unavailable; the operation is queued and will be sent, "
     "and its outcome written back to the CRM"
@@ -153,8 +161,23 @@ class InvoiceOperations:
             raise NotFound(f"invoice {invoice_id} is unknown to the bridge")
         return record
 
-    def issue(self, invoice_id: int, payload: Any | None, actor: str = CRM) -> Outcome:
-        """Issue from the invoice in the body, or, without one, from the CRM's copy."""
+    def issue(
+        self,
+        invoice_id: int,
+        payload: Any | None,
+        actor: str = CRM,
+        source: bytes | None = None,
+    ) -> Outcome:
+        """Issue from the invoice in the body, or, without one, from the CRM's copy.
+
+        ``source`` is the request body exactly as received, when ``payload`` was parsed
+        from it: the same request as the invoice's accepted issue is answered at once.
+        """
+        source_fingerprint = fingerprint(source) if source and payload is not None else None
+        if source_fingerprint is not None:
+            known = self._records.get(invoice_id)
+            if known is not None and _issued_from(known, source_fingerprint):
+                return Outcome(201, ALREADY_ISSUED_MESSAGE, known)
         given = self._load(invoice_id, payload) if payload is not None else None
         with self._locked(invoice_id) as lock:
             record = self._records.get_or_new(invoice_id)
@@ -169,13 +192,13 @@ class InvoiceOperations:
                     self._settle(record)
                     if record.state == QUEUED:
                         return Outcome(202, QUEUED_MESSAGE, record)
-                    return Outcome(201, "Invoice already issued; nothing changed", record)
+                    return Outcome(201, ALREADY_ISSUED_MESSAGE, record)
                 raise Conflict(
                     f"invoice {invoice_id} is already issued with other content; "
                     f"send an update (PUT /api/v1/invoices/{invoice_id}) instead"
                 )
             record.code = invoice.get("code") or record.code
-            pending = Pending(ISSUE, body.decode(), ISSUED)
+            pending = Pending(ISSUE, body.decode(), ISSUED, source=source_fingerprint)
             return self._send(
                 lock, record, pending, actor, Outcome(201, "Invoice issued successfully", record)
             )
@@ -357,8 +380,10 @@ class InvoiceOperations:
             self._records.save(record)
 
     @contextmanager
-    def _locked(self, invoice_id: int, wait: bool = False) -> Iterator[Lock]:
-        lock = self._redis.lock(lock_key(invoice_id), timeout=LOCK_TIMEOUT_SECONDS)
+    def _locked(self, invoice_id: int, wait: bool = False) -> Iterator[InvoiceLock]:
+        lock = self._redis.lock(
+            lock_key(invoice_id), timeout=LOCK_TIMEOUT_SECONDS, lock_class=InvoiceLock
+        )
         if not lock.acquire(blocking=wait, blocking_timeout=LOCK_TIMEOUT_SECONDS):
             raise InFlight(
                 f"another operation on invoice {invoice_id} is in flight; retry shortly",
@@ -370,8 +395,11 @@ class InvoiceOperations:
             _release(lock, invoice_id)
 
     @staticmethod
-    def _fence(lock: Lock, before: str) -> None:
-        """Renew the lock, or stop if it expired and another operation may be running."""
+    def _fence(lock: InvoiceLock, before: str) -> None:
+        """Make sure the lock has half its time left (renewing it if need be), or stop if it
+        expired and another operation may be running."""
+        if lock.seconds_surely_left() >= LOCK_TIMEOUT_SECONDS / 2:
+            return
         try:
             lock.reacquire()
         except LockError:
@@ -382,7 +410,7 @@ class InvoiceOperations:
             ) from None
 
     def _send(
-        self, lock: Lock, record: Record, pending: Pending, actor: str, outcome: Outcome
+        self, lock: InvoiceLock, record: Record, pending: Pending, actor: str, outcome: Outcome
     ) -> Outcome:
         """Send ``pending`` to Finan now, or queue it; keep the result on the record.
 
@@ -402,7 +430,7 @@ class InvoiceOperations:
 
     def _send_now(
         self,
-        lock: Lock,
+        lock: InvoiceLock,
         record: Record,
         pending: Pending,
         actor: str,
@@ -441,6 +469,7 @@ class InvoiceOperations:
         record.state = pending.state
         record.fingerprint = fingerprint(pending.body)
         record.last_body = pending.body
+        record.source = pending.source
         record.last_error = None
         record.pending = None
         record.provider_order_code = data.get("order_code") or record.provider_order_code
@@ -508,6 +537,34 @@ class InvoiceOperations:
         if not wanted:
             return None
         return lambda pipe: queue.schedule_write_back(self._redis, record.invoice_id, pipe)
+
+
+class InvoiceLock(Lock):
+    """redis-py's lock, knowing how long it is surely still held: Redis counts its expiry
+    from after the moment this process noted just before taking or renewing it."""
+
+    _valid_from = float("-inf")
+
+    def seconds_surely_left(self) -> float:
+        return self._valid_from + (self.timeout or 0) - time.monotonic()
+
+    def do_acquire(self, token: str) -> bool:
+        asked_at = time.monotonic()
+        taken = super().do_acquire(token)
+        if taken:
+            self._valid_from = asked_at
+        return taken
+
+    def do_reacquire(self) -> bool:
+        asked_at = time.monotonic()
+        renewed = super().do_reacquire()
+        self._valid_from = asked_at
+        return renewed
+
+
+def _issued_from(record: Record, source_fingerprint: str) -> bool:
+    """Finan holds the body mapped from this very request, and nothing is pending."""
+    return record.state == ISSUED and record.pending is None and record.source == source_fingerprint
 
 
 def _queued(record: Record | None) -> bool:

@@ -2,7 +2,9 @@
 
 One JSON value per invoice under ``bridge:record:<id>``. The record is the content layer of
 idempotency: ``fingerprint`` is the SHA-256 of the exact bytes of the last body Finan
-accepted, so an operation whose mapped body is unchanged sends nothing. ``pending`` is the
+accepted, so an operation whose mapped body is unchanged sends nothing; ``source`` is the
+SHA-256 of the CRM's issue request that body was mapped from, so the same request again is
+answered at once. ``pending`` is the
 operation Finan has not accepted yet (queued, failed or dead), with the exact body to send.
 
 Beside each record: its history (a capped list of events, newest first) and two indexes,
@@ -89,6 +91,10 @@ class Pending:
     attempts: int = 0  # queued attempts made so far (the inline one not counted)
     job_id: str | None = None  # the queue job that will make the next attempt
     next_attempt_at: str | None = None
+    # The SHA-256 of the CRM's request this body was mapped from, when it came whole from
+    # one (an issue with the invoice in its body); kept as the record's ``source`` once
+    # Finan accepts the body.
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,9 @@ class Record:
     tax_amount: Decimal | None = None
     fingerprint: str | None = None
     last_body: str | None = None  # the exact JSON text of the last accepted body
+    # The SHA-256 of the CRM's issue request that ``last_body`` was mapped from, if it was
+    # one: the same request again is recognised without loading or mapping it.
+    source: str | None = None
     last_error: dict[str, Any] | None = None
     cancel_note: str | None = None
     lookup_url: str | None = None

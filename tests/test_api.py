@@ -406,6 +406,51 @@ def test_a_repeated_issue_sends_nothing_and_answers_201(client, crm_headers, fin
     assert len(finan_puts(finan)) == 1
 
 
+def test_the_same_issue_request_again_is_answered_from_the_record_without_the_lock(
+    client, crm_headers, redis, finan
+):
+    body = json.dumps(sample_invoices()[18])
+    first = issue(client, crm_headers, 18, data=body, content_type="application/json")
+    holder = redis.lock(lock_key(18), timeout=30)  # another operation is in flight
+    assert holder.acquire(blocking=False)
+    try:
+        same_bytes = issue(client, crm_headers, 18, data=body, content_type="application/json")
+        same_content = issue(client, crm_headers, 18, json=sample_invoices()[18])
+    finally:
+        holder.release()
+
+    assert same_bytes.status_code == 201, same_bytes.json
+    assert same_bytes.json["message"] == "Invoice already issued; nothing changed"
+    assert same_bytes.json["data"] == first.json["data"]
+    assert same_content.status_code == 409  # laid out differently: mapped again, under the lock
+    assert len(finan_puts(finan)) == 1
+
+
+def test_the_first_issue_request_after_an_update_is_mapped_again_and_refused(
+    client, crm_headers, finan
+):
+    body = json.dumps(sample_invoices()[18])
+    issue(client, crm_headers, 18, data=body, content_type="application/json")
+    updated = client.put(f"{API}/18", headers=crm_headers, json={"company_address": "12 Hàng Bạc"})
+    assert updated.status_code == 200, updated.json
+
+    response = issue(client, crm_headers, 18, data=body, content_type="application/json")
+
+    assert response.status_code == 409  # Finan holds the update now, not that issue
+    assert len(finan_puts(finan)) == 2
+
+
+def test_the_first_issue_request_after_a_cancel_is_409(client, crm_headers, finan):
+    body = json.dumps(sample_invoices()[18])
+    issue(client, crm_headers, 18, data=body, content_type="application/json")
+    client.post(f"{API}/18/cancel", headers=crm_headers)
+
+    response = issue(client, crm_headers, 18, data=body, content_type="application/json")
+
+    assert response.status_code == 409
+    assert "cancelled" in response.json["message"]
+
+
 def test_an_update_that_changes_nothing_sends_nothing_and_answers_200(client, crm_headers, finan):
     issue(client, crm_headers)
 
@@ -423,7 +468,9 @@ def test_an_undated_invoice_keeps_its_first_date_so_a_repeat_sends_nothing(
     first = issue(client, crm_headers, 18, json=invoice)
     time.sleep(0.01)  # "now" has moved on: only the kept date maps to the same bytes
 
-    repeat = issue(client, crm_headers, 18, json=invoice)
+    # Laid out differently, so that it is mapped again rather than recognised by its bytes.
+    reformatted = json.dumps(invoice, indent=2)
+    repeat = issue(client, crm_headers, 18, data=reformatted, content_type="application/json")
 
     assert first.status_code == repeat.status_code == 201, repeat.json
     assert len(finan_puts(finan)) == 1

@@ -7,6 +7,7 @@ stand-in's) is the witness of what was sent; the CRM stand-in's of what was writ
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -21,7 +22,7 @@ from bridge.config import load_settings
 from bridge.jobs import BridgeWorker
 from bridge.queue import bridge_queue
 from bridge.records import Event, state_index_key
-from bridge.redis_connection import record_key
+from bridge.redis_connection import lock_key, record_key
 from bridge.resync import batches_of
 from schemas.finan import decode_request
 
@@ -339,6 +340,32 @@ def test_the_sent_body_of_a_queued_issue_is_the_one_the_crm_gave(
     body = decode_request(app.extensions["bridge"].operations.records.get(18).last_body)
     assert body["reference_code"] == "HD-GIVEN-18"
     assert [r["body"] for r in finan_puts(finan)][-1]["reference_code"] == "HD-GIVEN-18"
+
+
+def test_the_queued_issue_request_again_after_the_worker_sent_it_is_answered_from_the_record(
+    app, client, crm_headers, finan, redis
+):
+    from bridge.sandbox.samples import sample_invoices
+
+    finan.state.fail_next("server_error", count=3)
+    body = json.dumps(sample_invoices()[18])
+    assert (
+        issue(client, crm_headers, 18, data=body, content_type="application/json").status_code
+        == 202
+    )
+    run_worker(redis)
+    sent = len(finan_puts(finan))
+
+    holder = redis.lock(lock_key(18), timeout=30)  # only the record, read without it, answers
+    assert holder.acquire(blocking=False)
+    try:
+        repeat = issue(client, crm_headers, 18, data=body, content_type="application/json")
+    finally:
+        holder.release()
+
+    assert repeat.status_code == 201, repeat.json
+    assert repeat.json["data"]["state"] == "issued"
+    assert len(finan_puts(finan)) == sent
 
 
 def test_a_rejected_cancel_still_bars_issue_and_update_and_can_be_sent_again(
