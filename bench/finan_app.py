@@ -7,7 +7,8 @@ taking a request, exactly as the full stand-in does and with the same answers:
 - the signature headers (client id, the sha256 signature, its 30 s window), with
   ``bridge.signing.verify``: ``401``, code ``104010``, the reason as the message;
 - the invoice id in the path is a UUID: ``400``, code ``104000``, ``id: must be a UUID``;
-- the body is JSON (an object): ``400``, code ``104000``, ``body: is not valid JSON``.
+- the body is JSON (an object): ``400``, code ``104000``, ``body: is not valid JSON``
+  (the JSON numbers are read as ``int`` and ``Decimal``, never ``float``).
 
 It does not validate the body's fields. Its totals are a cheap plausible sum, not Finan's
 arithmetic: every item's ``price`` x ``quantity`` plus tax at the sum of its ``taxes``
@@ -24,8 +25,9 @@ and ``data`` with ``id``, ``order_code`` (``HD1``, ``HD2``, ... in order of crea
 Control routes, no signature: ``GET /_standin/requests`` (one entry per API request:
 method, signed path, status, code, outcome; no bodies) and ``POST /_standin/reset``.
 Anything else answers Finan's ``404`` envelope; another method on update-invoice its
-``405``. There is no create or detail route, no invoice store and no faults: the bridge
-sends only update-invoice, and the tests drive faults on the full stand-in.
+``405``. There is no create or detail route, no stored invoice (only each id's order code)
+and no faults: the bridge sends only update-invoice, and the tests drive faults on the
+full stand-in.
 
 ``full_app()`` builds that full stand-in (``bridge.sandbox.finan_standin``: Flask,
 validates every field, computes Finan's totals), which ``python -m bench --full-finan``
@@ -103,13 +105,14 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 def plausible_totals(body: dict[str, Any]) -> tuple[int, int]:
     """(total_amount, tax_amount) in whole đồng, as the module docstring says."""
-    total = tax = Decimal(0)
+    net = taxed = Decimal(0)  # taxed: the sum of amount x rate, in percent
     for item in body.get("items") or ():
-        amount = Decimal(item["price"]) * Decimal(item["quantity"])
-        rate = sum((Decimal(t["rate"]) for t in item.get("taxes") or ()), Decimal(0))
-        item_tax = amount * rate / _HUNDRED
-        total += amount + item_tax
-        tax += item_tax
+        amount = Decimal(item["price"]) * item["quantity"]
+        net += amount
+        for item_tax in item.get("taxes") or ():
+            taxed += amount * item_tax["rate"]
+    tax = taxed / _HUNDRED
+    total = net + tax
     return int(total.quantize(_WHOLE, ROUND_HALF_UP)), int(tax.quantize(_WHOLE, ROUND_HALF_UP))
 
 

@@ -156,6 +156,7 @@ REFUSALS = {
     "id not a UUID": ({}, "HD-42", None, 400, 104000),
     "body not JSON": ({}, None, b"value_at=2026-11-20", 400, 104000),
     "body not UTF-8": ({}, None, b'{"items": "\xff"}', 400, 104000),
+    "body not an object": ({}, None, b"[]", 400, 104000),
 }
 
 
@@ -209,3 +210,15 @@ def test_the_fast_finan_standin_takes_a_signed_invoice_and_counts_every_request(
     ]
     reset(fast)
     assert logged(fast) == []
+
+
+def test_the_fast_finan_standin_refuses_items_it_cannot_sum(standins):
+    fast = standins["fast"]
+    reset(fast)
+    body = json.dumps({"items": [{"price": 100_000, "quantity": "two"}]}).encode()
+
+    answer = put(fast, str(uuid.uuid4()), body, signer(fast))
+
+    assert answer.status_code == 400
+    assert answer.json()["code"] == 104000 and answer.json()["data"] is None
+    assert [r["outcome"] for r in logged(fast)] == ["invalid"]
