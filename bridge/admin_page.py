@@ -30,6 +30,7 @@ import redis
 from flask import (
     Blueprint,
     Flask,
+    Request,
     Response,
     flash,
     redirect,
@@ -38,7 +39,7 @@ from flask import (
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
@@ -69,7 +70,17 @@ _list_query = InvoiceListQuerySchema()
 
 
 class AdminSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure whenever the request came over TLS."""
+    """Flask's signed cookie session, marked Secure whenever the request came over TLS.
+
+    Opened only under the cookie's path: a browser sends the cookie nowhere else, so every
+    other request (the CRM's) gets Flask's null session without the work of opening one.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        path = app.config["SESSION_COOKIE_PATH"]
+        if request.path != path and not request.path.startswith(path + "/"):
+            return None  # Flask then uses ``make_null_session``
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure

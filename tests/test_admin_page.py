@@ -72,6 +72,25 @@ def test_the_session_cookie_is_httponly_strict_and_limited_to_the_page(client):
     assert "Secure" not in cookie  # plain http here
 
 
+def test_the_session_is_opened_only_under_the_pages_path(app):
+    from flask import session
+
+    seen = {}
+
+    @app.get("/administrators")  # shares the page's prefix, not its cookie path
+    def beside_the_page():
+        seen["null"] = app.session_interface.is_null_session(session)
+        return "ok"
+
+    client = app.test_client()
+    log_in(client)
+    client.set_cookie("bridge_admin", client.get_cookie("bridge_admin", path="/admin").value)
+
+    assert client.get("/administrators").status_code == 200
+    assert seen["null"] is True  # the cookie was sent, but this is not the page
+    assert client.get("/admin/").status_code == 200  # the page still reads its session
+
+
 def test_the_session_cookie_is_secure_behind_tls(client):
     form = client.get("/admin/login", base_url="https://localhost").get_data(as_text=True)
     response = client.post(

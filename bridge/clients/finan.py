@@ -74,7 +74,8 @@ class FinanClient:
                 lambda: self._put_once(url, body), self._attempts, system="finan"
             )
             outcome = "accepted"
-            log.info("Finan accepted the invoice", extra={"finan_code": answer.code})
+            # The operation's own closing line says how it ended; this is only detail.
+            log.debug("Finan accepted the invoice", extra={"finan_code": answer.code})
             return answer
         except ProviderRejected as exc:
             outcome = "rejected"
