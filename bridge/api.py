@@ -1,9 +1,11 @@
 """The CRM-facing endpoints (DESIGN.md section 3): the bridge as Tourwell's invoice provider.
 
 Every request goes through the same steps, in this order: the Bearer token (401), the
-body (413, 415, 400), the ``Idempotency-Key`` (replay, 409 or 422), then the operation
-in ``bridge.operations``. Answers use Tourwell's envelope:
-``{"success": true, "message": ..., "data": <record>}``.
+body's size and type (413, 415), the ``Idempotency-Key`` (replay, 409 or 422), then the
+operation: its view parses the JSON (400) when it needs it, and hands over to
+``bridge.operations``. An issue request byte for byte the one Finan's copy came from is
+answered before parsing (see ``InvoiceOperations.answer_repeated_issue``). Answers use
+Tourwell's envelope: ``{"success": true, "message": ..., "data": <record>}``.
 """
 
 from __future__ import annotations
@@ -72,15 +74,20 @@ def request_body() -> bytes:
     return raw
 
 
-def read_json(raw: bytes) -> Any | None:
-    """The JSON body, or None when there is none."""
-    if not raw.strip():
-        return None
-    if request.mimetype != "application/json":
+def check_media_type(raw: bytes) -> None:
+    """A body must be declared as JSON (415)."""
+    if raw.strip() and request.mimetype != "application/json":
         raise UnsupportedMediaType(
             f"send the body as JSON with 'Content-Type: application/json' "
             f"(got {request.mimetype or 'no content type'!r})"
         )
+
+
+def read_json(raw: bytes) -> Any | None:
+    """The JSON body, or None when there is none."""
+    check_media_type(raw)
+    if not raw.strip():
+        return None
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -103,7 +110,7 @@ def envelope(outcome: Outcome) -> dict[str, Any]:
 def crm_operation(view: Callable[..., Outcome]) -> Callable[..., Response]:
     """Authenticate, read the body, apply the Idempotency-Key, run ``view``, answer.
 
-    ``view`` gets the parsed JSON body (or None) as ``payload``.
+    ``view`` gets the body's exact bytes as ``raw`` (``read_json`` parses them).
     """
 
     @wraps(view)
@@ -111,10 +118,10 @@ def crm_operation(view: Callable[..., Outcome]) -> Callable[..., Response]:
         bridge = services()
         token = bearer_token(bridge.settings.crm_tokens, "CRM")
         raw = request_body()
-        payload = read_json(raw)
+        check_media_type(raw)
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            outcome = view(payload=payload, **kwargs)
+            outcome = view(raw=raw, **kwargs)
             return _answer(outcome.status, envelope(outcome))
 
         fingerprint = request_fingerprint(request.method, request.path, raw)
@@ -125,7 +132,7 @@ def crm_operation(view: Callable[..., Outcome]) -> Callable[..., Response]:
             response.headers["Idempotent-Replayed"] = "true"
             return response
         try:
-            outcome = view(payload=payload, **kwargs)
+            outcome = view(raw=raw, **kwargs)
         except BaseException:
             bridge.idempotency.release(claim)  # failures are not stored (DESIGN §5)
             raise
@@ -144,20 +151,22 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 
 @bp.post("/<int:invoice_id>/issue")
 @crm_operation
-def issue(invoice_id: int, payload: Any | None) -> Outcome:
-    return services().operations.issue(invoice_id, payload, source=request_body())
+def issue(invoice_id: int, raw: bytes) -> Outcome:
+    operations = services().operations
+    repeated = operations.answer_repeated_issue(invoice_id, raw)
+    return repeated or operations.issue(invoice_id, read_json(raw), source=raw)
 
 
 @bp.put("/<int:invoice_id>")
 @crm_operation
-def update(invoice_id: int, payload: Any | None) -> Outcome:
-    return services().operations.update(invoice_id, load_body(_update_schema, payload))
+def update(invoice_id: int, raw: bytes) -> Outcome:
+    return services().operations.update(invoice_id, load_body(_update_schema, read_json(raw)))
 
 
 @bp.post("/<int:invoice_id>/cancel")
 @crm_operation
-def cancel(invoice_id: int, payload: Any | None) -> Outcome:
-    fields = load_body(_cancel_schema, payload)
+def cancel(invoice_id: int, raw: bytes) -> Outcome:
+    fields = load_body(_cancel_schema, read_json(raw))
     return services().operations.cancel(invoice_id, fields.get("cancel_note"))
 
 

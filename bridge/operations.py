@@ -171,13 +171,9 @@ class InvoiceOperations:
         """Issue from the invoice in the body, or, without one, from the CRM's copy.
 
         ``source`` is the request body exactly as received, when ``payload`` was parsed
-        from it: the same request as the invoice's accepted issue is answered at once.
+        from it: kept with the body, so that ``answer_repeated_issue`` knows it again.
         """
         source_fingerprint = fingerprint(source) if source and payload is not None else None
-        if source_fingerprint is not None:
-            known = self._records.get(invoice_id)
-            if known is not None and _issued_from(known, source_fingerprint):
-                return Outcome(201, ALREADY_ISSUED_MESSAGE, known)
         given = self._load(invoice_id, payload) if payload is not None else None
         with self._locked(invoice_id) as lock:
             record = self._records.get_or_new(invoice_id)
@@ -202,6 +198,17 @@ class InvoiceOperations:
             return self._send(
                 lock, record, pending, actor, Outcome(201, "Invoice issued successfully", record)
             )
+
+    def answer_repeated_issue(self, invoice_id: int, source: bytes) -> Outcome | None:
+        """The answer to an issue request byte for byte the one whose body Finan accepted
+        last (``issue``'s answer, as of the moment the record is read, without the lock,
+        parsing or mapping); None for any other request."""
+        if not source.strip():
+            return None  # no invoice in the body: the CRM's copy decides
+        known = self._records.get(invoice_id)
+        if known is not None and _issued_from(known, fingerprint(source)):
+            return Outcome(201, ALREADY_ISSUED_MESSAGE, known)
+        return None
 
     def update(self, invoice_id: int, fields: dict[str, Any], actor: str = CRM) -> Outcome:
         """Pull the CRM's current invoice, lay the update fields over it, and send it."""

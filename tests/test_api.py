@@ -527,6 +527,21 @@ def test_failures_are_not_stored_so_the_key_can_be_retried(client, crm_headers, 
     assert "Idempotent-Replayed" not in response.headers
 
 
+def test_a_body_that_is_not_json_under_a_key_is_400_and_the_key_stays_free(
+    client, crm_headers, finan
+):
+    headers = {**crm_headers, "Idempotency-Key": "k-json"}
+    body = json.dumps(sample_invoices()[18])
+
+    broken = issue(client, headers, 18, data=body[:-1], content_type="application/json")
+    response = issue(client, headers, 18, data=body, content_type="application/json")
+
+    assert broken.status_code == 400
+    assert response.status_code == 201, response.json
+    assert "Idempotent-Replayed" not in response.headers
+    assert len(finan_puts(finan)) == 1
+
+
 def test_keys_are_scoped_by_caller_token(client, crm_headers):
     issue(client, {**crm_headers, "Idempotency-Key": "shared"})
 
