@@ -1,8 +1,9 @@
-"""The bench's Finan stand-ins, as WSGI apps for gunicorn (``bench.processes.start_finan``).
+"""The bench's Finan stand-ins (``bench.processes.start_finan`` serves them).
 
-``app`` is the fast one the bench serves by default: a plain WSGI callable, so that the
-load measured is the bridge's and not the stand-in's. It checks what Finan checks before
-taking a request, exactly as the full stand-in does and with the same answers:
+``fast_app()`` builds the fast one the bench serves by default: ``FastFinan``, a small ASGI
+app that uvicorn (uvloop, httptools) serves in one process, so that the load measured is
+the bridge's and not the stand-in's. It checks what Finan checks before taking a request,
+exactly as the full stand-in does and with the same answers:
 
 - the signature headers (client id, the sha256 signature, its 30 s window), with
   ``bridge.signing.verify``: ``401``, code ``104010``, the reason as the message;
@@ -29,9 +30,12 @@ Anything else answers Finan's ``404`` envelope; another method on update-invoice
 and no faults: the bridge sends only update-invoice, and the tests drive faults on the
 full stand-in.
 
-``full_app()`` builds that full stand-in (``bridge.sandbox.finan_standin``: Flask,
-validates every field, computes Finan's totals), which ``python -m bench --full-finan``
-serves instead, for comparison.
+All of that is ``FastFinan.handle`` (method, request target, headers, body -> status and
+JSON), which knows nothing of the server; ``FastFinan.__call__`` only adapts it to ASGI.
+
+``full_app()`` builds the full stand-in (``bridge.sandbox.finan_standin``: Flask, validates
+every field, computes Finan's totals), which ``python -m bench --full-finan`` serves under
+gunicorn instead, for comparison.
 """
 
 from __future__ import annotations
@@ -40,11 +44,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from flask import Flask
 
@@ -63,15 +66,18 @@ from bridge.sandbox.finan_standin import (
 UPDATE_ROUTE = "/api/v1/invoice/update-invoice/"
 CREATED_MESSAGE = "Bạn vừa thực hiện tạo thành công hoá đơn"
 UPDATED_MESSAGE = "Bạn vừa thực hiện cập nhật thành công hoá đơn"
-# (header name as signed, its WSGI environ key)
-_SIGNATURE_HEADERS = tuple(
-    (name, "HTTP_" + name.upper().replace("-", "_"))
+# The headers the signature check reads, as ASGI names them (lower case, bytes).
+_SIGNATURE_HEADERS = frozenset(
+    name.encode("latin-1")
     for name in (signing.HEADER_CLIENT_ID, signing.HEADER_TIMESTAMP, signing.HEADER_SIGNATURE)
 )
+_JSON_HEADER = (b"content-type", b"application/json")
 _WHOLE = Decimal(1)
 _HUNDRED = Decimal(100)
 
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Refused(Exception):
@@ -80,27 +86,6 @@ class Refused(Exception):
     def __init__(self, status: int, code: int, message: str, outcome: str) -> None:
         super().__init__(message)
         self.status, self.code, self.outcome = status, code, outcome
-
-
-def _raw_target(environ: dict[str, Any]) -> tuple[str, str]:
-    """The path (percent-encoding intact) and query as the client sent them."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if not raw:
-        return quote(environ.get("PATH_INFO", "")), environ.get("QUERY_STRING", "")
-    if not raw.startswith("/"):  # absolute-form request target
-        parts = urlsplit(raw)
-        return parts.path, parts.query
-    path, _, query = raw.partition("?")
-    return path, query
-
-
-def _read_body(environ: dict[str, Any]) -> bytes:
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        return environ["wsgi.input"].read(int(length))
-    if environ.get("wsgi.input_terminated"):  # chunked, and the server ends the stream
-        return environ["wsgi.input"].read()
-    return b""
 
 
 def plausible_totals(body: dict[str, Any]) -> tuple[int, int]:
@@ -125,17 +110,12 @@ def _envelope(code: int, content: str, data: Any = None) -> dict[str, Any]:
     }
 
 
-def _reply(start_response: StartResponse, status: int, payload: Any) -> Iterable[bytes]:
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    start_response(
-        f"{status} {HTTPStatus(status).phrase}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
+def _json(status: int, payload: Any) -> tuple[int, bytes]:
+    return status, json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
 class FastFinan:
-    """The fast stand-in: a WSGI callable; one instance per process holds its request log."""
+    """The fast stand-in; one instance per process holds its request log."""
 
     def __init__(
         self,
@@ -149,37 +129,40 @@ class FastFinan:
         self._prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self._route = self._prefix + UPDATE_ROUTE
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # uvicorn calls from one thread; any server may not
         self._requests: list[dict[str, Any]] = []
         self._order_codes: dict[str, str] = {}  # invoice id -> order_code
 
     def __repr__(self) -> str:  # never the secret
         return f"FastFinan(client_id={self.client_id!r})"
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"]
-        path, query = _raw_target(environ)
+    def handle(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        """One request: ``target`` is the path (percent-encoding intact) and query as the
+        client sent them, ``headers`` at least the signature's (any case). Returns the
+        HTTP status and the JSON body of the answer."""
+        path, _, query = target.partition("?")
         if path == "/_standin/requests" and method == "GET":
             with self._lock:
                 requests = list(self._requests)
-            return _reply(start_response, 200, {"requests": requests})
+            return _json(200, {"requests": requests})
         if path == "/_standin/reset" and method == "POST":
             with self._lock:
                 self._requests.clear()
                 self._order_codes.clear()
-            return _reply(start_response, 200, {"reset": True})
+            return _json(200, {"reset": True})
         invoice_id = path[len(self._route) :]
         if not path.startswith(self._route) or not invoice_id or "/" in invoice_id:
-            return _reply(start_response, 404, _envelope(CODE_NOT_FOUND, f"no route {path}"))
+            return _json(404, _envelope(CODE_NOT_FOUND, f"no route {path}"))
         if method != "PUT":
-            message = f"{method} not allowed here"
-            return _reply(start_response, 405, _envelope(CODE_METHOD_NOT_ALLOWED, message))
+            return _json(405, _envelope(CODE_METHOD_NOT_ALLOWED, f"{method} not allowed here"))
 
         signed_path = path[len(self._prefix) :] + (f"?{query}" if query else "")
-        now = self._clock()  # the signature window is judged at arrival
+        now = self._clock()  # the signature window is judged when the request is in
         entry = {"method": method, "path": signed_path, "at": now}
         try:
-            status, code, message, data = self._update(environ, signed_path, invoice_id, now)
+            status, code, message, data = self._update(headers, signed_path, invoice_id, body, now)
             outcome = "created" if code == CODE_CREATED else "updated"
         except Refused as refused:
             status, code, message, data = refused.status, refused.code, str(refused), None
@@ -187,13 +170,11 @@ class FastFinan:
         entry.update(status=status, code=code, outcome=outcome)
         with self._lock:
             self._requests.append(entry)
-        return _reply(start_response, status, _envelope(code, message, data))
+        return _json(status, _envelope(code, message, data))
 
     def _update(
-        self, environ: dict[str, Any], signed_path: str, raw_id: str, now: float
+        self, headers: Mapping[str, str], signed_path: str, raw_id: str, raw: bytes, now: float
     ) -> tuple[int, int, str, dict[str, Any]]:
-        raw = _read_body(environ)
-        headers = {name: environ.get(key, "") for name, key in _SIGNATURE_HEADERS}
         try:
             signing.verify(
                 headers,
@@ -238,8 +219,36 @@ class FastFinan:
             return 200, CODE_CREATED, CREATED_MESSAGE, data
         return 200, CODE_UPDATED, UPDATED_MESSAGE, data
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI (HTTP only; uvicorn runs it with ``--lifespan off``)."""
+        if scope["type"] != "http":
+            raise RuntimeError(f"the Finan stand-in serves HTTP, not {scope['type']!r}")
+        raw_path = scope.get("raw_path")  # the path as sent, percent-encoding intact
+        target = raw_path.decode("latin-1") if raw_path else quote(scope["path"])
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _SIGNATURE_HEADERS
+        }
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        status, answer = self.handle(scope["method"], target, headers, b"".join(chunks))
+        headers = [_JSON_HEADER, (b"content-length", str(len(answer)).encode("ascii"))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
 
-app = FastFinan(FINAN_CLIENT_ID, FINAN_SECRET, FINAN_PREFIX)
+
+def fast_app() -> FastFinan:
+    """The fast stand-in with the bench's credentials (uvicorn ``--factory``)."""
+    return FastFinan(FINAN_CLIENT_ID, FINAN_SECRET, FINAN_PREFIX)
 
 
 def full_app() -> Flask:

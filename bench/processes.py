@@ -88,17 +88,22 @@ def machine_busy_seconds() -> tuple[float, float]:
 
 @dataclass
 class Server:
-    """A server process (a gunicorn master, or redis-server) the bench started."""
+    """A server process the bench started: a gunicorn master (its workers are its children),
+    a server that serves in its own process (``single_process``: uvicorn), or redis-server."""
 
     name: str
     pid: int
     url: str
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    single_process: bool = False
     worker_peaks_kb: dict[int, int] = field(default_factory=dict)
 
     def workers(self) -> list[int]:
-        return children(self.pid) if self.process is not None else []
+        """The worker processes apart from ``pid`` (none for a single-process server)."""
+        if self.process is None or self.single_process:
+            return []
+        return children(self.pid)
 
     def cpu_seconds(self) -> float:
         """The master, the workers alive now, and the workers already recycled."""
@@ -123,7 +128,7 @@ class Server:
         process = self.process
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGINT)  # gunicorn: quick shutdown
+        process.send_signal(signal.SIGINT)  # gunicorn: quick shutdown; uvicorn: graceful
         try:
             process.wait(STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -131,14 +136,16 @@ class Server:
             process.wait(STOP_TIMEOUT_SECONDS)
 
 
-def start_gunicorn(
+def start_server(
     name: str,
     command: list[str],
     env: dict[str, str],
     log_dir: Path,
     ready_path: str,
     port: int,
+    single_process: bool = False,
 ) -> Server:
+    """Run ``command`` (a server on 127.0.0.1:``port``) and wait until ``ready_path`` answers."""
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -150,7 +157,8 @@ def start_gunicorn(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    server = Server(name, process.pid, f"http://127.0.0.1:{port}", log_path, process)
+    url = f"http://127.0.0.1:{port}"
+    server = Server(name, process.pid, url, log_path, process, single_process)
     wait_ready(server, ready_path)
     return server
 
@@ -169,23 +177,48 @@ def gunicorn_command(app: str, port: int) -> list[str]:
     ]
 
 
-# The Finan stand-ins of bench/finan_app.py, as gunicorn app specs.
-FINAN_APPS = {"fast": "bench.finan_app:app", "full": "bench.finan_app:full_app()"}
+FULL_FINAN_THREADS = 16
+# How each Finan stand-in of bench/finan_app.py is served (the bench's report names it).
+FINAN_SERVERS = {
+    "fast": "uvicorn with uvloop and httptools, one process",
+    "full": f"gunicorn, one gthread worker, {FULL_FINAN_THREADS} threads",
+}
 
 
-def start_finan(env: dict[str, str], log_dir: Path, threads: int, full: bool = False) -> Server:
-    """A Finan stand-in in one gunicorn process, so that its request log sees every request,
-    with ``threads`` threads: the fast one of ``bench.finan_app``, or with ``full`` the full
-    one of ``bridge.sandbox`` (it validates every body and computes Finan's totals)."""
+def start_finan(
+    env: dict[str, str], log_dir: Path, threads: int = FULL_FINAN_THREADS, full: bool = False
+) -> Server:
+    """A Finan stand-in in one process, so that its request log sees every request.
+
+    The fast one of ``bench.finan_app`` runs under uvicorn (uvloop, httptools: far less CPU
+    per request than gunicorn's threads, so the bench measures the bridge); with ``full``,
+    the full one of ``bridge.sandbox`` (it validates every body and computes Finan's
+    totals) runs under gunicorn with ``threads`` threads.
+    """
     port = free_port()
+    if full:
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
+            "--keep-alive", "30", "--backlog", "2048", "--max-requests", "0",
+            "--log-level", "warning", "--bind", f"127.0.0.1:{port}",
+            "bench.finan_app:full_app()",
+        ]  # fmt: skip
+        return start_server("finan", command, env, log_dir, "/_standin/requests", port)
+    # uvloop and httptools named, not "auto": without them uvicorn would fall back to
+    # asyncio and h11 quietly, and the numbers would change.
     command = [
-        sys.executable, "-m", "gunicorn",
-        "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
-        "--keep-alive", "30", "--backlog", "2048", "--max-requests", "0",
-        "--log-level", "warning", "--bind", f"127.0.0.1:{port}",
-        FINAN_APPS["full" if full else "fast"],
+        sys.executable, "-m", "uvicorn",
+        "--factory", "bench.finan_app:fast_app",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
+        "--timeout-keep-alive", "30", "--backlog", "2048",
+        "--timeout-graceful-shutdown", str(int(STOP_TIMEOUT_SECONDS / 2)),
+        "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    return start_gunicorn("finan", command, env, log_dir, "/_standin/requests", port)
+    return start_server(
+        "finan", command, env, log_dir, "/_standin/requests", port, single_process=True
+    )
 
 
 def wait_ready(server: Server, path: str) -> None:
@@ -195,7 +228,7 @@ def wait_ready(server: Server, path: str) -> None:
             raise RuntimeError(f"{server.name} exited at start:\n{server.log_tail()}")
         try:
             with urllib.request.urlopen(server.url + path, timeout=2) as answer:
-                if answer.status == 200 and len(server.workers()) > 0:
+                if answer.status == 200 and (server.single_process or server.workers()):
                     return
         except (urllib.error.URLError, OSError):
             pass

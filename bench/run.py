@@ -9,8 +9,9 @@ Scenarios (H, N and the bridge all run under deploy/gunicorn.conf.py, as ``bridg
 - B2k the same issues again with their ``Idempotency-Key``: the stored answer.
 - F   the Finan stand-in alone (one signed PUT, over and over): its ceiling, to show it
       is not what limits N or B1. The stand-in is the fast one of ``bench/finan_app.py``
-      (checks signatures, parses the JSON, sums the rows); ``--full-finan`` serves the full
-      one of ``bridge/sandbox/finan_standin.py`` (validates every field) instead.
+      (checks signatures, parses the JSON, sums the rows) under uvicorn, in one process;
+      ``--full-finan`` serves the full one of ``bridge/sandbox/finan_standin.py``
+      (validates every field) under gunicorn instead.
 - D   200 identical issues of one new invoice at once: Finan must get exactly one.
 
 Each round runs every throughput scenario once, in a rotated order, then D and the
@@ -54,6 +55,7 @@ from bench.common import (
 from bench.duplicates import duplicate_issues, summarise
 from bench.invoice import ROWS_PER_SERVICE, SERVICES, bench_invoice, body_template, issue_body
 from bench.processes import (
+    FINAN_SERVERS,
     REPO,
     MemorySampler,
     Server,
@@ -61,8 +63,8 @@ from bench.processes import (
     gunicorn_command,
     machine_busy_seconds,
     start_finan,
-    start_gunicorn,
     start_redis,
+    start_server,
     stop_redis,
 )
 from bridge.config import SETTINGS_TABLE
@@ -143,27 +145,23 @@ class Bench:
         self.servers["redis"], redis_url = start_redis(self.workdir / "redis")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS_TABLE}
 
-        finan = self.servers["finan"] = start_finan(
-            env, logs, threads=16, full=self.options.full_finan
-        )
+        finan = self.servers["finan"] = start_finan(env, logs, full=self.options.full_finan)
 
         port = free_port()
         command = gunicorn_command("bench.hello_app:app", port)
-        self.servers["hello"] = start_gunicorn("hello", command, env, logs, "/hello", port)
+        self.servers["hello"] = start_server("hello", command, env, logs, "/hello", port)
 
         port = free_port()
         naive_env = {**env, "BENCH_REDIS_URL": redis_url, "BENCH_FINAN_URL": finan.url}
         command = gunicorn_command("bench.naive_app:create_app()", port)
-        self.servers["naive"] = start_gunicorn("naive", command, naive_env, logs, "/healthz", port)
+        self.servers["naive"] = start_server("naive", command, naive_env, logs, "/healthz", port)
 
         port = free_port()
         bridge_env = {**env, **bridge_environment(redis_url, finan.url)}
         # Exactly `bridge serve`: it execs gunicorn with deploy/gunicorn.conf.py.
         command = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port)]
-        self.servers["bridge"] = start_gunicorn(
-            "bridge", command, bridge_env, logs, "/readyz", port
-        )
+        self.servers["bridge"] = start_server("bridge", command, bridge_env, logs, "/readyz", port)
 
     def stop(self) -> None:
         for name, server in self.servers.items():
@@ -317,7 +315,8 @@ def machine() -> dict[str, Any]:
             break
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
     versions = {}
-    for package in ("flask", "werkzeug", "gunicorn", "marshmallow", "redis", "requests"):
+    packages = ("flask", "werkzeug", "gunicorn", "marshmallow", "redis", "requests")
+    for package in packages + ("uvicorn", "uvloop", "httptools"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -446,6 +445,7 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
         "machine": machine(),
         "gunicorn": gunicorn_settings(),
         "finan_standin": finan_kind(options),
+        "finan_server": FINAN_SERVERS[finan_kind(options)],
         "settings": {
             "rounds": options.rounds,
             "seconds_per_scenario": options.duration,
@@ -495,7 +495,7 @@ def print_report(report: dict[str, Any]) -> None:
             "can do. The CPU-bound columns and ratios are far less affected."
         )
     kind = report["finan_standin"]
-    print(f"Finan stand-in: {kind} ({FINAN_STANDINS[kind]})")
+    print(f"Finan stand-in: {kind} ({FINAN_STANDINS[kind]}), served by {report['finan_server']}")
     print()
     unloaded = ", ".join(f"{k} {v:.2f} ms" for k, v in report["unloaded_p50_ms"].items())
     print(f"unloaded median latency (one connection): {unloaded}")

@@ -1,5 +1,6 @@
 """The bench's own parts work: its invoice, the naive baseline, scenario D, and its fast
-Finan stand-in (served by gunicorn as the bench serves it, next to the full one).
+Finan stand-in (served by uvicorn as the bench serves it, next to the full one under
+gunicorn).
 
 No timing is asserted here (the bench measures; tests check behaviour). Everything runs
 against the real stand-ins and Redis of conftest.py, served on loopback.
@@ -107,7 +108,8 @@ def test_the_python_load_generator_issues_a_fresh_invoice_per_request(app, finan
 
 @pytest.fixture(scope="module")
 def standins(tmp_path_factory):
-    """The fast and the full Finan stand-in, each in gunicorn as ``python -m bench`` starts it."""
+    """The fast (uvicorn) and the full (gunicorn) Finan stand-in, as ``python -m bench``
+    starts them."""
     logs = tmp_path_factory.mktemp("finan-logs")
     env = dict(os.environ)
     started = {}
@@ -190,6 +192,7 @@ def test_the_fast_finan_standin_takes_a_signed_invoice_and_counts_every_request(
 
     assert refused.status_code == 401
     assert (first.status_code, again.status_code) == (200, 200)
+    assert first.headers["server"] == "uvicorn"  # the server the bench measures with
     first, again = read(first.json()), read(again.json())
     assert (first["code"], again["code"]) == (102001, 102000)  # created, then updated
     assert code_class(first["code"]) == code_class(again["code"]) == "success"
