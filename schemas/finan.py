@@ -7,7 +7,7 @@ JSON is compact, and money is a JSON number (an integer when whole).
 The request schemas are loaded (``decode_request``) through ``FlatNested`` and the
 ``Direct*`` fields and dumped through ``BodySchema``, which only take marshmallow's
 per-object and per-field overhead away: the bytes and the messages are marshmallow's (see
-``schemas/tourwell.py``). The response envelope's nested objects load the same way.
+``schemas/fields.py``). The response envelope's nested objects load the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, pre_load
 
-from schemas.tourwell import DirectLoad, FlatNested
+from schemas.fields import DirectLoad, FlatNested
 
 # Finan's tax_type values: how each item's taxes relate to its price.
 EXCLUDING = "price_excluding_tax"

@@ -17,12 +17,11 @@ marshmallow's own per-object and per-field work. Two field bases cut that withou
 a result or a message: ``FlatNested`` loads a nested object's fields itself instead of
 loading its schema (``fields.Nested``'s results and errors; every nested object of the
 invoice is one), and ``DirectLoad`` skips the validator set-up that ``Field.deserialize``
-repeats on every call for fields that have no validators. ``schemas/finan.py`` uses both.
+repeats on every call for fields that have no validators (both in ``schemas/fields.py``).
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,9 +29,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from bridge.errors import Unprocessable
+from schemas.fields import DirectLoad, FlatNested
 
 # A time the CRM sends without a zone is the agency's wall clock: Vietnam, no DST.
 VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
@@ -112,97 +112,6 @@ def _parse_number(value: Any) -> Decimal | None:
 
 def _amount_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")  # "f": never "1E+3"
-
-
-# --- marshmallow fields without per-call overhead (schemas/finan.py uses them too) ----------
-
-
-class DirectLoad(fields.Field):
-    """A field base: ``deserialize`` without marshmallow's per-call validator set-up.
-
-    marshmallow's ``Field.deserialize`` builds an ``And`` of the field's validators on every
-    call, none or not, and a twenty-row invoice deserialises some 250 fields. A field with no
-    validators, ``pre_load`` or ``post_load`` goes straight to its ``_deserialize`` here,
-    after the same ``None`` check (``allow_none``, else marshmallow's "null" message); a
-    missing value, or a field with any of those, takes marshmallow's own path. Over one of
-    marshmallow's field classes it comes first: ``class String(DirectLoad, fields.String)``.
-    """
-
-    def deserialize(
-        self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any
-    ) -> Any:
-        if (
-            value is missing
-            or self.validators
-            or getattr(self, "pre_load", None)  # marshmallow 4.3 and later
-            or getattr(self, "post_load", None)
-        ):
-            return super().deserialize(value, attr, data, **kwargs)
-        if value is None:
-            if self.allow_none:
-                return None
-            raise self.make_error("null")
-        return self._deserialize(value, attr, data, **kwargs)
-
-
-# FlatNested's plan: (data key, attribute, field) per field, and the keys allowed when
-# unknown keys are refused (None when they are ignored).
-_Plan = tuple[tuple[tuple[str, str, fields.Field], ...], frozenset[str] | None]
-
-
-class FlatNested(DirectLoad, fields.Nested):
-    """``fields.Nested`` that loads its schema's fields itself, without a schema load.
-
-    Same result and same errors as ``fields.Nested``: a dict of the loaded fields, the
-    fields' messages under their keys, ``{"_schema": ["Invalid input type."]}`` for a value
-    that is not an object, and ``unknown`` (the field's or the schema's) honoured for
-    ``EXCLUDE`` and ``RAISE``. It skips the schema's own machinery, so the nested schema
-    must declare no hooks (``pre_load``, ``post_load``, ``validates``, ``validates_schema``;
-    ``post_dump`` and ``pre_dump`` are fine: dumping goes through the schema as usual).
-    ``many``, ``partial`` and ``unknown=INCLUDE`` are left to ``fields.Nested``.
-    A schema load costs as much as its fields; an invoice has seventy nested objects.
-    """
-
-    @functools.cached_property
-    def _plan(self) -> _Plan | None:
-        """What to load, worked out on first use; None where ``fields.Nested`` does it."""
-        schema = self.schema
-        unknown = self.unknown or schema.unknown
-        if self.many or schema.many or unknown not in (EXCLUDE, RAISE):
-            return None
-        keyed = tuple(
-            (name if field.data_key is None else field.data_key, field.attribute or name, field)
-            for name, field in schema.load_fields.items()
-        )
-        known = frozenset(key for key, _, _ in keyed) if unknown == RAISE else None
-        return keyed, known
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, partial: Any = None, **kwargs: Any
-    ) -> Any:
-        plan = self._plan
-        if plan is None or partial is not None:
-            return super()._deserialize(value, attr, data, partial=partial, **kwargs)
-        if type(value) is not dict and not isinstance(value, Mapping):
-            message = self.schema.error_messages["type"]
-            raise ValidationError({"_schema": [message]}, valid_data={})
-        keyed, known = plan
-        loaded: dict[str, Any] = {}
-        errors: dict[str, Any] = {}
-        for key, attribute, field in keyed:
-            try:
-                result = field.deserialize(value.get(key, missing), key, value)
-            except ValidationError as error:
-                errors[key] = error.messages
-                result = error.valid_data or missing
-            if result is not missing:
-                loaded[attribute] = result
-        if known is not None:  # unknown=RAISE: after the fields' errors, as Schema.load does
-            for key in set(value) - known:
-                errors[key] = [self.schema.error_messages["unknown"]]
-        if errors:
-            raise ValidationError(errors, valid_data=loaded)
-        return loaded
 
 
 # --- the CRM's fields ---------------------------------------------------------------------

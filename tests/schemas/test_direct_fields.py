@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, missing, validate
 
+from schemas.fields import FlatNested
 from schemas.finan import (
     BodySchema,
     DirectBoolean,
@@ -27,7 +28,6 @@ from schemas.tourwell import (
     CrmDecimal,
     CrmSchema,
     CrmString,
-    FlatNested,
     InvoiceSchema,
     Money,
     MoneyValue,
