@@ -35,12 +35,12 @@ max_requests = _env("max_requests", 50000)
 max_requests_jitter = _env("max_requests_jitter", 5000)
 
 # Logs: JSON lines on stdout, for the supervisor (systemd, Docker, Kubernetes) to collect.
-# gunicorn's access and error logs and the app's own lines share one formatter
-# (bridge/logs.py), which keeps a fixed list of access fields (method, path, status, size,
-# time, request id): no query string and no request header, so no Authorization header.
+# gunicorn's error log and the app's own lines share one formatter (bridge/logs.py). The
+# app writes one line per request itself (logger "bridge.access": method, path, status,
+# size, time, request id, and the invoice and operation), so gunicorn's access log is off:
+# one line per request, not two.
 loglevel = _env("loglevel", "info")
-accesslog = "-"
-access_log_format = '"%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+accesslog = None
 _json_to_stdout = {
     "class": "logging.StreamHandler",
     "formatter": "json",
@@ -54,7 +54,6 @@ logconfig_dict = {
     "root": {"level": loglevel.upper(), "handlers": ["stdout"]},
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
     },
 }
 
