@@ -34,6 +34,7 @@ TIMEOUT_SECONDS = (3.05, 10.0)
 INLINE_ATTEMPTS = 3
 
 _envelope_schema = ResponseEnvelopeSchema()
+_JSON_BODY = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,13 @@ class FinanClient:
 
     def _put_once(self, url: str, body: bytes) -> FinanAnswer:
         try:
+            # A prepared request sent on the session: the session's merging of its own
+            # headers, cookies and settings (none of which the bridge sets) is skipped.
+            request = requests.Request(
+                "PUT", url, data=body, headers=_JSON_BODY, auth=self._auth
+            ).prepare()
             with FINAN_REQUEST_DURATION.time():
-                response = self._sessions.get().put(
-                    url,
-                    data=body,
-                    headers={"Content-Type": "application/json"},
-                    auth=self._auth,
-                    timeout=self._timeout,
-                )
+                response = self._sessions.get().send(request, timeout=self._timeout)
         except requests.Timeout as exc:
             raise RetryableAnswer("no answer within the timeout") from exc
         except requests.ConnectionError as exc:
