@@ -187,6 +187,22 @@ def test_configure_logging_writes_json_lines(monkeypatch):
     assert json.loads(line)["message"] == "one line\nwith a newline"
 
 
+def test_gunicorns_access_line_is_never_built():
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    config = Config()
+    config.set("logconfig_dict", {"version": 1, "disable_existing_loggers": False})
+    config.set("logger_class", "bridge.logs.GunicornLogger")
+    logger = config.logger_class(config)
+
+    assert isinstance(logger, logs.GunicornLogger)
+    # gunicorn's own would build the line's fields from these, and fail on None.
+    with pytest.raises(AttributeError):
+        Logger(config).access(None, None, None, None)
+    assert logger.access(None, None, None, None) is None
+
+
 # --- gunicorn with the production config ---
 
 
