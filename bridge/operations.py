@@ -79,8 +79,9 @@ log = logging.getLogger(__name__)
 # The lock expires so that a process killed while holding it does not block the invoice.
 # Before each step that must not overlap another operation (the call to Finan, and the save
 # of the record after it) the lock must have at least half this time left, or it is renewed
-# (and its ownership checked) first. Each step stays well under half (a CRM pull is at most
-# about a minute, Finan's tries under one).
+# (and its ownership checked) first. So the call to Finan must take under half (its tries
+# take under a minute), and what comes before the first check, a CRM pull of at most about
+# a minute, under the whole.
 LOCK_TIMEOUT_SECONDS = 120
 IN_FLIGHT_RETRY_AFTER_SECONDS = 2
 
@@ -405,7 +406,7 @@ class InvoiceOperations:
     def _fence(lock: InvoiceLock, before: str) -> None:
         """Make sure the lock has half its time left (renewing it if need be), or stop if it
         expired and another operation may be running."""
-        if lock.seconds_surely_left() >= LOCK_TIMEOUT_SECONDS / 2:
+        if lock.has_half_left():
             return
         try:
             lock.reacquire()
@@ -552,8 +553,10 @@ class InvoiceLock(Lock):
 
     _valid_from = float("-inf")
 
-    def seconds_surely_left(self) -> float:
-        return self._valid_from + (self.timeout or 0) - time.monotonic()
+    def has_half_left(self) -> bool:
+        """At least half the lock's time is surely left, by this process's clock."""
+        timeout = self.timeout or 0
+        return time.monotonic() - self._valid_from <= timeout / 2
 
     def do_acquire(self, token: str) -> bool:
         asked_at = time.monotonic()

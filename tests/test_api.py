@@ -656,6 +656,21 @@ def test_an_issue_body_that_is_not_an_invoice_object_is_422(client, crm_headers,
     assert (response.status_code == 201) == (payload is None)
 
 
+def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redis):
+    from bridge.operations import InvoiceLock
+
+    lock = redis.lock(lock_key(17), timeout=1, lock_class=InvoiceLock)
+    assert not lock.has_half_left()  # not taken yet
+    assert lock.acquire(blocking=False)
+    assert lock.has_half_left()
+    time.sleep(0.6)
+    assert not lock.has_half_left()  # Redis may have as little as 0.4 s left
+    lock.reacquire()
+    assert lock.has_half_left()
+    assert redis.pttl(lock_key(17)) > 500
+    lock.release()
+
+
 def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converges(
     client, crm_headers, finan, monkeypatch
 ):
