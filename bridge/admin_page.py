@@ -44,7 +44,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
 from bridge.admin_api import invoice_detail, list_invoices
-from bridge.api import services
+from bridge.api import matching_token, services
 from bridge.errors import BridgeError, NotFound
 from bridge.records import STATES
 from bridge.resync import batches_of
@@ -118,15 +118,6 @@ def init_app(app: Flask) -> None:
 
 
 # --- the session ---
-
-
-def _matching_token(presented: str) -> str | None:
-    """The admin token equal to ``presented`` (compared in constant time), or None."""
-    found = None
-    for candidate in services().settings.admin_tokens:
-        if hmac.compare_digest(presented.encode(), candidate.encode()):
-            found = candidate
-    return found
 
 
 def logged_in() -> bool:
@@ -205,7 +196,7 @@ def login() -> Any:
     if request.method == "GET":
         next_path = request.args.get("next", "")
         return render_template("admin/login.html", error=None, next_path=next_path)
-    token = _matching_token(request.form.get("token", "").strip())
+    token = matching_token(request.form.get("token", "").strip(), services().settings.admin_tokens)
     if token is None:
         return render_template(
             "admin/login.html",

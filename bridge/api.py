@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from bridge.errors import (
 )
 from bridge.idempotency import StoredResponse, caller_scope, request_fingerprint
 from bridge.metrics import IDEMPOTENT_REPLAYS
-from bridge.operations import Outcome
+from bridge.operations import Outcome, fingerprint
 from schemas.bridge import success_schema
 from schemas.tourwell import CancelSchema, UpdateSchema
 
@@ -45,17 +45,24 @@ def services() -> Services:
     return current_app.extensions["bridge"]
 
 
+def matching_token(presented: str, allowed: Iterable[str]) -> str | None:
+    """The token of ``allowed`` equal to ``presented``, or None. Every candidate is
+    compared, in constant time: no early exit that times the match."""
+    found = None
+    for candidate in allowed:
+        if hmac.compare_digest(presented.encode(), candidate.encode()):
+            found = candidate
+    return found
+
+
 def bearer_token(allowed: tuple[str, ...], what: str) -> str:
-    """The caller's token if it is one of ``allowed`` (compared in constant time)."""
+    """The caller's token if it is one of ``allowed``."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized(f"send the {what} token as 'Authorization: Bearer <token>'")
-    matched = False
-    for candidate in allowed:  # check every token: no early exit that times the match
-        matched |= hmac.compare_digest(token.encode(), candidate.encode())
-    if not matched:
+    if matching_token(token, allowed) is None:
         raise Unauthorized(f"the {what} token is not valid")
     return token
 
@@ -84,8 +91,13 @@ def check_media_type(raw: bytes) -> None:
 
 
 def read_json(raw: bytes) -> Any | None:
-    """The JSON body, or None when there is none."""
+    """The JSON body, or None when there is none; its media type checked first."""
     check_media_type(raw)
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any | None:
+    """The JSON of a body whose media type was checked, or None when there is none."""
     if not raw.strip():
         return None
     try:
@@ -110,7 +122,8 @@ def envelope(outcome: Outcome) -> dict[str, Any]:
 def crm_operation(view: Callable[..., Outcome]) -> Callable[..., Response]:
     """Authenticate, read the body, apply the Idempotency-Key, run ``view``, answer.
 
-    ``view`` gets the body's exact bytes as ``raw`` (``read_json`` parses them).
+    ``view`` gets the body's exact bytes as ``raw``, of a checked media type
+    (``parse_json`` parses them).
     """
 
     @wraps(view)
@@ -153,20 +166,21 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 @crm_operation
 def issue(invoice_id: int, raw: bytes) -> Outcome:
     operations = services().operations
-    repeated = operations.answer_repeated_issue(invoice_id, raw)
-    return repeated or operations.issue(invoice_id, read_json(raw), source=raw)
+    source = fingerprint(raw) if raw.strip() else None
+    repeated = operations.answer_repeated_issue(invoice_id, source)
+    return repeated or operations.issue(invoice_id, parse_json(raw), source=source)
 
 
 @bp.put("/<int:invoice_id>")
 @crm_operation
 def update(invoice_id: int, raw: bytes) -> Outcome:
-    return services().operations.update(invoice_id, load_body(_update_schema, read_json(raw)))
+    return services().operations.update(invoice_id, load_body(_update_schema, parse_json(raw)))
 
 
 @bp.post("/<int:invoice_id>/cancel")
 @crm_operation
 def cancel(invoice_id: int, raw: bytes) -> Outcome:
-    fields = load_body(_cancel_schema, read_json(raw))
+    fields = load_body(_cancel_schema, parse_json(raw))
     return services().operations.cancel(invoice_id, fields.get("cancel_note"))
 
 

@@ -167,14 +167,14 @@ class InvoiceOperations:
         invoice_id: int,
         payload: Any | None,
         actor: str = CRM,
-        source: bytes | None = None,
+        source: str | None = None,
     ) -> Outcome:
         """Issue from the invoice in the body, or, without one, from the CRM's copy.
 
-        ``source`` is the request body exactly as received, when ``payload`` was parsed
-        from it: kept with the body, so that ``answer_repeated_issue`` knows it again.
+        ``source`` is the ``fingerprint`` of the request body ``payload`` was parsed from:
+        kept with the body, so that ``answer_repeated_issue`` knows the request again.
         """
-        source_fingerprint = fingerprint(source) if source and payload is not None else None
+        source_fingerprint = source if payload is not None else None
         given = self._load(invoice_id, payload) if payload is not None else None
         with self._locked(invoice_id) as lock:
             record = self._records.get_or_new(invoice_id)
@@ -200,14 +200,15 @@ class InvoiceOperations:
                 lock, record, pending, actor, Outcome(201, "Invoice issued successfully", record)
             )
 
-    def answer_repeated_issue(self, invoice_id: int, source: bytes) -> Outcome | None:
+    def answer_repeated_issue(self, invoice_id: int, source: str | None) -> Outcome | None:
         """The answer to an issue request byte for byte the one whose body Finan accepted
-        last (``issue``'s answer, as of the moment the record is read, without the lock,
-        parsing or mapping); None for any other request."""
-        if not source.strip():
+        last, ``source`` being the ``fingerprint`` of its body (``issue``'s answer, as of
+        the moment the record is read, without the lock, parsing or mapping); None for any
+        other request."""
+        if source is None:
             return None  # no invoice in the body: the CRM's copy decides
         known = self._records.get(invoice_id)
-        if known is not None and _issued_from(known, fingerprint(source)):
+        if known is not None and _issued_from(known, source):
             return Outcome(201, ALREADY_ISSUED_MESSAGE, known)
         return None
 
