@@ -116,6 +116,25 @@ def app(settings, redis):
 
 
 @pytest.fixture
+def make_app(environ, redis):
+    """``make_app(**overrides)``: a bridge on the test Redis whose settings are ``environ``
+    with the given variables changed (``make_app(BRIDGE_RETRY_SCHEDULE="0,0,0")``), and whose
+    services the queue's jobs run with in this process (``jobs.use``). After the test the
+    jobs hold no services of this test's bridge any more."""
+    from bridge import jobs
+    from bridge.app import create_app
+    from bridge.config import load_settings
+
+    def make(**overrides: str):
+        app = create_app(load_settings({**environ, **overrides}), redis)
+        jobs.use(app.extensions["bridge"])
+        return app
+
+    yield make
+    jobs._services = None
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

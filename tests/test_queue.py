@@ -17,8 +17,6 @@ from rq.job import Job
 from test_api import API, finan_puts, issue
 
 from bridge import jobs
-from bridge.app import create_app
-from bridge.config import load_settings
 from bridge.jobs import BridgeWorker
 from bridge.queue import bridge_queue
 from bridge.records import Event, state_index_key
@@ -28,12 +26,9 @@ from schemas.finan import decode_request
 
 
 @pytest.fixture
-def app(environ, redis):
+def app(make_app):
     """The bridge, with queued attempts due at once (three of them, then dead)."""
-    settings = load_settings({**environ, "BRIDGE_RETRY_SCHEDULE": "0,0,0"})
-    app = create_app(settings, redis)
-    jobs.use(app.extensions["bridge"])
-    return app
+    return make_app(BRIDGE_RETRY_SCHEDULE="0,0,0")
 
 
 def run_worker(redis) -> None:
@@ -92,9 +87,9 @@ def test_finan_down_then_back_the_worker_issues_once_and_writes_back(
 
 
 def test_the_first_queued_attempt_waits_for_the_first_delay_of_the_schedule(
-    environ, redis, crm_headers, finan
+    make_app, redis, crm_headers, finan
 ):
-    app = create_app(load_settings(environ), redis)  # the default schedule: 10 s first
+    app = make_app()  # the default schedule: 10 s first
     finan.state.fail_next("server_error", count=3)
 
     before = datetime.now(UTC).timestamp()
