@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS
+from bridge.sandbox.samples import (
+    SANDBOX_PAYMENT_CONFIG,
+    SANDBOX_TAX_IDS,
+    sandbox_provider_settings,
+)
 
 CRM_TOKEN = "bench-crm-token"
 FINAN_CLIENT_ID = "bench-client"
@@ -26,6 +30,5 @@ def bridge_environment(redis_url: str, finan_url: str) -> dict[str, str]:
         "PROVIDER_BASE_URL": finan_url + FINAN_PREFIX,
         "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
         "PROVIDER_SECRET_KEY": FINAN_SECRET,
-        "PROVIDER_TAX_IDS": ",".join(f"{rate}={tax}" for rate, tax in TAX_IDS.items()),
-        "PROVIDER_PAYMENT_CONFIG": ",".join(PAYMENT_CONFIG),
+        **sandbox_provider_settings(),
     }

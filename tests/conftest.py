@@ -86,7 +86,7 @@ def tourwell():
 @pytest.fixture
 def environ(redis_url, finan, tourwell):
     """A complete, valid environment for a bridge talking to the stand-ins."""
-    from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS
+    from bridge.sandbox.samples import sandbox_provider_settings
 
     return {
         "REDIS_URL": redis_url,
@@ -96,8 +96,7 @@ def environ(redis_url, finan, tourwell):
         "PROVIDER_BASE_URL": finan.url + FINAN_PREFIX,
         "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
         "PROVIDER_SECRET_KEY": FINAN_SECRET,
-        "PROVIDER_TAX_IDS": ",".join(f"{r}={u}" for r, u in SANDBOX_TAX_IDS.items()),
-        "PROVIDER_PAYMENT_CONFIG": ",".join(SANDBOX_PAYMENT_CONFIG),
+        **sandbox_provider_settings(),
     }
 
 

@@ -23,7 +23,7 @@ import requests
 from bridge import embedded_redis
 from bridge.sandbox.finan_standin import create_finan_app
 from bridge.sandbox.loopback import LoopbackServer
-from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS, sample_invoices
+from bridge.sandbox.samples import sample_invoices, sandbox_provider_settings
 from bridge.sandbox.tourwell_standin import create_tourwell_app
 
 CRM_TOKEN = "sandbox-crm-token"
@@ -46,8 +46,7 @@ def sandbox_environment(crm_url: str, finan_url: str, data_dir: Path) -> dict[st
         "PROVIDER_BASE_URL": finan_url + FINAN_PREFIX,
         "PROVIDER_CLIENT_ID": FINAN_CLIENT_ID,
         "PROVIDER_SECRET_KEY": FINAN_SECRET,
-        "PROVIDER_TAX_IDS": ",".join(f"{rate}={uuid}" for rate, uuid in SANDBOX_TAX_IDS.items()),
-        "PROVIDER_PAYMENT_CONFIG": ",".join(SANDBOX_PAYMENT_CONFIG),
+        **sandbox_provider_settings(),
         "PROVIDER_LOOKUP_URL_TEMPLATE": finan_url + "/invoice/{provider_invoice_id}",
         "GUNICORN_WORKERS": "2",
         # Quicker than production's (10 s first), so a queued invoice is seen to go through.

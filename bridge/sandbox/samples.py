@@ -36,6 +36,15 @@ SANDBOX_PAYMENT_CONFIG: tuple[str, ...] = (
     "e7202c6f-096c-45e8-8159-67ff70727374",
 )
 
+
+def sandbox_provider_settings() -> dict[str, str]:
+    """``PROVIDER_TAX_IDS`` and ``PROVIDER_PAYMENT_CONFIG`` naming the ids above, as text."""
+    return {
+        "PROVIDER_TAX_IDS": ",".join(f"{rate}={uuid}" for rate, uuid in SANDBOX_TAX_IDS.items()),
+        "PROVIDER_PAYMENT_CONFIG": ",".join(SANDBOX_PAYMENT_CONFIG),
+    }
+
+
 # Finan's own worked example (reference page 004), as the JSON it documents: two items of
 # 100,000 and 500,000 at VAT 10 and a 10 % discount, which Finan totals as 594,000 with
 # 60,000 of tax. Read-only: copy before changing it.
