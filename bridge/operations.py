@@ -166,7 +166,6 @@ class InvoiceOperations:
         self,
         invoice_id: int,
         payload: Any | None,
-        actor: str = CRM,
         source: str | None = None,
     ) -> Outcome:
         """Issue from the invoice in the body, or, without one, from the CRM's copy.
@@ -197,7 +196,7 @@ class InvoiceOperations:
             record.code = invoice.get("code") or record.code
             pending = Pending(ISSUE, body.decode(), ISSUED, source=source_fingerprint)
             return self._send(
-                lock, record, pending, actor, Outcome(201, "Invoice issued successfully", record)
+                lock, record, pending, Outcome(201, "Invoice issued successfully", record)
             )
 
     def answer_repeated_issue(self, invoice_id: int, source: str | None) -> Outcome | None:
@@ -212,7 +211,7 @@ class InvoiceOperations:
             return Outcome(201, ALREADY_ISSUED_MESSAGE, known)
         return None
 
-    def update(self, invoice_id: int, fields: dict[str, Any], actor: str = CRM) -> Outcome:
+    def update(self, invoice_id: int, fields: dict[str, Any]) -> Outcome:
         """Pull the CRM's current invoice, lay the update fields over it, and send it."""
         with self._locked(invoice_id) as lock:
             record = self._records.get(invoice_id)
@@ -233,10 +232,10 @@ class InvoiceOperations:
             operation = UPDATE if record.accepted else ISSUE
             pending = Pending(operation, body.decode(), ISSUED)
             return self._send(
-                lock, record, pending, actor, Outcome(200, "Invoice updated successfully", record)
+                lock, record, pending, Outcome(200, "Invoice updated successfully", record)
             )
 
-    def cancel(self, invoice_id: int, cancel_note: str | None, actor: str = CRM) -> Outcome:
+    def cancel(self, invoice_id: int, cancel_note: str | None) -> Outcome:
         """Finan has no cancel: send the latest body emptied of anything to collect."""
         with self._locked(invoice_id) as lock:
             record = self._records.get(invoice_id)
@@ -250,7 +249,7 @@ class InvoiceOperations:
             body = encode_request(cancel_body(decode_request(latest)))
             record.cancel_note = cancel_note
             pending = Pending(CANCEL, body.decode(), CANCELLED)
-            return self._send(lock, record, pending, actor, Outcome(201, CANCEL_MESSAGE, record))
+            return self._send(lock, record, pending, Outcome(201, CANCEL_MESSAGE, record))
 
     def send_pending(self, invoice_id: int, job_id: str) -> str:
         """The queue job: send the invoice's pending operation, if this job is still its job.
@@ -263,24 +262,17 @@ class InvoiceOperations:
             if not _queued(record) or record.pending.job_id != job_id:
                 return "nothing to send: superseded or settled"
             pending = record.pending
-            self._fence(lock, "calling Finan")
-            try:
-                answer = self._finan.update_invoice(
-                    record.provider_invoice_id, pending.body.encode()
-                )
-            except ProviderRejected as exc:
-                self._fence(lock, "saving Finan's answer")
-                self._reject(record, pending, exc, WORKER, write_back=True)
-                return f"rejected by Finan ({exc.code})"
-            except ProviderUnavailable as exc:
-                self._fence(lock, "saving Finan's answer")
+            answer = self._call_finan(lock, record, pending)
+            if isinstance(answer, ProviderRejected):
+                self._reject(record, pending, answer, WORKER, write_back=True)
+                return f"rejected by Finan ({answer.code})"
+            if isinstance(answer, ProviderUnavailable):
                 pending.attempts += 1
                 if pending.attempts < len(self._retry_schedule):
-                    self._enqueue(record, pending, exc.message, WORKER)
+                    self._enqueue(record, pending, answer.message, WORKER)
                     return f"Finan unavailable; attempt {pending.attempts + 1} scheduled"
-                self._give_up(record, pending, exc.message)
+                self._give_up(record, pending, answer.message)
                 return f"Finan unavailable after {pending.attempts} queued attempts; dead"
-            self._fence(lock, "saving Finan's answer")
             self._accept(record, pending, answer, WORKER, write_back=True)
             return f"sent; {record.state}"
 
@@ -292,19 +284,22 @@ class InvoiceOperations:
         """
         recovered = []
         for invoice_id in self._records.ids_in_state(QUEUED):
-            lock = self._redis.lock(lock_key(invoice_id), timeout=LOCK_TIMEOUT_SECONDS)
-            if not lock.acquire(blocking=False):
-                continue
             try:
-                record = self._records.get(invoice_id)
-                if not _queued(record) or queue.job_is_live(self._redis, record.pending.job_id):
-                    continue
-                log.warning("invoice %s was queued without a live job; scheduling one", invoice_id)
-                self._enqueue(record, record.pending, "recovered a lost queue job", WORKER, delay=0)
-                recovered.append(invoice_id)
-            finally:
-                _release(lock, invoice_id)
+                with self._locked(invoice_id):
+                    if self._reschedule_if_stranded(invoice_id):
+                        recovered.append(invoice_id)
+            except InFlight:
+                continue  # busy: whoever holds the lock deals with it
         return recovered
+
+    def _reschedule_if_stranded(self, invoice_id: int) -> bool:
+        """Under the invoice's lock: a new job now if it is queued without a live one."""
+        record = self._records.get(invoice_id)
+        if not _queued(record) or queue.job_is_live(self._redis, record.pending.job_id):
+            return False
+        log.warning("invoice %s was queued without a live job; scheduling one", invoice_id)
+        self._enqueue(record, record.pending, "recovered a lost queue job", WORKER, delay=0)
+        return True
 
     def preview(self, invoice_id: int) -> Preview:
         """Pull, map and compare with the last body sent; sends nothing and saves nothing."""
@@ -401,27 +396,16 @@ class InvoiceOperations:
         try:
             yield lock
         finally:
-            _release(lock, invoice_id)
-
-    @staticmethod
-    def _fence(lock: InvoiceLock, before: str) -> None:
-        """Make sure the lock has half its time left (renewing it if need be), or stop if it
-        expired and another operation may be running."""
-        if lock.has_half_left():
-            return
-        try:
-            lock.reacquire()
-        except LockError:
-            raise Unavailable(
-                f"the operation took too long and lost its lock before {before}; retry it "
-                "(a repeat lands on the same Finan invoice)",
-                retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
-            ) from None
+            try:
+                lock.release()
+            except LockError:
+                log.warning("lock on invoice %s expired before release", invoice_id)
 
     def _send(
-        self, lock: InvoiceLock, record: Record, pending: Pending, actor: str, outcome: Outcome
+        self, lock: InvoiceLock, record: Record, pending: Pending, outcome: Outcome
     ) -> Outcome:
-        """Send ``pending`` to Finan now, or queue it; keep the result on the record.
+        """The CRM's operation: send ``pending`` to Finan now, or queue it; keep the result
+        on the record.
 
         Behind an operation that is already queued, nothing is sent: ``pending`` replaces
         the queued one and the job already scheduled sends it. A rejection is kept (state
@@ -432,10 +416,10 @@ class InvoiceOperations:
             pending.attempts, pending.job_id = queued.attempts, queued.job_id
             pending.next_attempt_at = queued.next_attempt_at
             record.pending = pending
-            event = Event(pending.operation, actor, "queued", "replaces the queued operation")
+            event = Event(pending.operation, CRM, "queued", "replaces the queued operation")
             self._records.save(record, event)
             return Outcome(202, QUEUED_MESSAGE, record)
-        return self._send_now(lock, record, pending, actor, outcome)
+        return self._send_now(lock, record, pending, CRM, outcome)
 
     def _send_now(
         self,
@@ -451,20 +435,30 @@ class InvoiceOperations:
         ``write_back``: also tell the CRM how it ended (an operator's re-sync; the CRM
         did not ask, so it has no answer of its own).
         """
-        self._fence(lock, "calling Finan")
-        try:
-            answer = self._finan.update_invoice(record.provider_invoice_id, pending.body.encode())
-        except ProviderRejected as exc:
-            self._fence(lock, "saving Finan's answer")
-            self._reject(record, pending, exc, actor, write_back)
-            raise
-        except ProviderUnavailable as exc:
-            self._fence(lock, "saving Finan's answer")
-            self._enqueue(record, pending, exc.message, actor)
+        answer = self._call_finan(lock, record, pending)
+        if isinstance(answer, ProviderRejected):
+            self._reject(record, pending, answer, actor, write_back)
+            raise answer
+        if isinstance(answer, ProviderUnavailable):
+            self._enqueue(record, pending, answer.message, actor)
             return Outcome(202, QUEUED_MESSAGE, record)
-        self._fence(lock, "saving Finan's answer")
         self._accept(record, pending, answer, actor, write_back)
         return outcome
+
+    def _call_finan(
+        self, lock: InvoiceLock, record: Record, pending: Pending
+    ) -> FinanAnswer | ProviderRejected | ProviderUnavailable:
+        """Send ``pending`` to Finan: its answer, or the error that says why not. The lock
+        is checked before the call and again before the caller saves what came of it."""
+        lock.fence("calling Finan")
+        try:
+            answer: FinanAnswer | ProviderRejected | ProviderUnavailable = (
+                self._finan.update_invoice(record.provider_invoice_id, pending.body.encode())
+            )
+        except (ProviderRejected, ProviderUnavailable) as exc:
+            answer = exc
+        lock.fence("saving Finan's answer")
+        return answer
 
     def _accept(
         self,
@@ -559,6 +553,20 @@ class InvoiceLock(Lock):
         timeout = self.timeout or 0
         return time.monotonic() - self._valid_from <= timeout / 2
 
+    def fence(self, before: str) -> None:
+        """Make sure the lock has half its time left (renewing it if need be), or stop if it
+        expired and another operation may be running."""
+        if self.has_half_left():
+            return
+        try:
+            self.reacquire()
+        except LockError:
+            raise Unavailable(
+                f"the operation took too long and lost its lock before {before}; retry it "
+                "(a repeat lands on the same Finan invoice)",
+                retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
+            ) from None
+
     def do_acquire(self, token: str) -> bool:
         asked_at = time.monotonic()
         taken = super().do_acquire(token)
@@ -620,10 +628,3 @@ def _value_at(body: str) -> datetime:
 
 def _pending_fingerprint(record: Record) -> str | None:
     return fingerprint(record.pending.body) if _queued(record) else None
-
-
-def _release(lock: Lock, invoice_id: int) -> None:
-    try:
-        lock.release()
-    except LockError:
-        log.warning("lock on invoice %s expired before release", invoice_id)
