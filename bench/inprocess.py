@@ -54,7 +54,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     (workdir / "logs").mkdir()
     _, redis_url = start_redis(workdir / "redis")
-    finan = start_finan(dict(os.environ), workdir / "logs", threads=4)
+    finan = start_finan(dict(os.environ), workdir / "logs")
     try:
         settings = load_settings(bridge_environment(redis_url, finan.url))
         client = create_app(settings).test_client()

@@ -18,9 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from bench.common import ISSUE_PATH
@@ -28,6 +27,7 @@ from bench.invoice import ID_PLACEHOLDER
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 RESULT_MARKER = "BENCH_RESULT "
+WRK_THREADS = 1  # one is enough (see above), and leaves the cores to the servers
 
 
 @dataclass
@@ -37,7 +37,6 @@ class LoadResult:
     errors: dict[str, int]
     latency_ms: dict[str, float]
     client_cpu_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -77,19 +76,17 @@ class Load:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def run(
-    load: Load, seconds: float, connections: int, wrk: str | None, threads: int = 1
-) -> LoadResult:
+def run(load: Load, seconds: float, connections: int, wrk: str | None) -> LoadResult:
     if wrk:
-        return _run_wrk(wrk, load, seconds, connections, threads)
+        return _run_wrk(wrk, load, seconds, connections)
     return _run_python(load, seconds, connections)
 
 
-def _run_wrk(wrk: str, load: Load, seconds: float, connections: int, threads: int) -> LoadResult:
+def _run_wrk(wrk: str, load: Load, seconds: float, connections: int) -> LoadResult:
     command = [
         wrk,
-        f"-t{threads}",
-        f"-c{max(connections, threads)}",
+        f"-t{WRK_THREADS}",
+        f"-c{max(connections, WRK_THREADS)}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "30s",
@@ -98,7 +95,7 @@ def _run_wrk(wrk: str, load: Load, seconds: float, connections: int, threads: in
     ]
     for name, value in load.headers:
         command += ["-H", f"{name}: {value}"]
-    command += [load.url, "--", load.mode, *load.args, str(threads)]
+    command += [load.url, "--", load.mode, *load.args, str(WRK_THREADS)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

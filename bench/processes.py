@@ -185,21 +185,19 @@ FINAN_SERVERS = {
 }
 
 
-def start_finan(
-    env: dict[str, str], log_dir: Path, threads: int = FULL_FINAN_THREADS, full: bool = False
-) -> Server:
+def start_finan(env: dict[str, str], log_dir: Path, full: bool = False) -> Server:
     """A Finan stand-in in one process, so that its request log sees every request.
 
     The fast one of ``bench.finan_app`` runs under uvicorn (uvloop, httptools: far less CPU
     per request than gunicorn's threads, so the bench measures the bridge); with ``full``,
     the full one of ``bridge.sandbox`` (it validates every body and computes Finan's
-    totals) runs under gunicorn with ``threads`` threads.
+    totals) runs under gunicorn with ``FULL_FINAN_THREADS`` threads.
     """
     port = free_port()
     if full:
         command = [
             sys.executable, "-m", "gunicorn",
-            "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
+            "--workers", "1", "--worker-class", "gthread", "--threads", str(FULL_FINAN_THREADS),
             "--keep-alive", "30", "--backlog", "2048", "--max-requests", "0",
             "--log-level", "warning", "--bind", f"127.0.0.1:{port}",
             "bench.finan_app:full_app()",

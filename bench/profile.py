@@ -166,18 +166,12 @@ def main() -> None:
         "--wall", action="store_true", help="wall-clock time of busy threads, not CPU (GIL)"
     )
     args = parser.parse_args()
-    options = parse_args(["--no-install"] if shutil.which("wrk") else [])
-    bench = Bench(options)
+    bench = Bench(parse_args([]))
     bench.wrk = loadgen.ensure_wrk(install=True)
     out = RESULTS.parent
     out.mkdir(parents=True, exist_ok=True)
     try:
-        bench.start()
-        bench.check_paths()
-        bench.issue_replay_pool()
-        for scenario in bench.scenarios():  # warm up every path first
-            loadgen.run(scenario.load(-1), 2, options.connections, bench.wrk)
-            bench.reset_finan()
+        bench.start_and_warm_up()
         for key in args.scenarios:
             stacks = profile(bench, key, args.seconds, args.connections, out, args.wall)
             bench.reset_finan()

@@ -56,6 +56,7 @@ from bench.duplicates import duplicate_issues, summarise
 from bench.invoice import ROWS_PER_SERVICE, SERVICES, bench_invoice, body_template, issue_body
 from bench.processes import (
     FINAN_SERVERS,
+    GUNICORN_CONFIG,
     REPO,
     MemorySampler,
     Server,
@@ -163,6 +164,19 @@ class Bench:
         command += ["--port", str(port)]
         self.servers["bridge"] = start_server("bridge", command, bridge_env, logs, "/readyz", port)
 
+    def start_and_warm_up(self) -> list[Scenario]:
+        """Start the servers, send one request down every path, issue the replay pool, then
+        run every scenario for ``options.warmup`` seconds (round -1: ids of its own)."""
+        self.start()
+        self.check_paths()
+        self.issue_replay_pool()
+        scenarios = self.scenarios()
+        print("bench: warming up ...", flush=True)
+        for scenario in scenarios:
+            loadgen.run(scenario.load(-1), self.options.warmup, self.options.connections, self.wrk)
+            self.reset_finan()
+        return scenarios
+
     def stop(self) -> None:
         for name, server in self.servers.items():
             if name != "redis":
@@ -257,6 +271,7 @@ class Bench:
                 f"Finan stand-in alone ({finan_kind(self.options)})",
                 "finan",
                 lambda r: self.signed_finan_put(),
+                uses_finan=True,
             ),
         ]
 
@@ -269,7 +284,7 @@ class Bench:
         busy_after, total_after = machine_busy_seconds()
         cpu = {n: self.servers[n].cpu_seconds() - cpu_before[n] for n in names}
         cpu["load generator"] = result.client_cpu_seconds
-        if scenario.uses_finan or scenario.key == "F":
+        if scenario.uses_finan:
             self.reset_finan()  # the stand-in keeps every request; let it forget them
         # Whatever else kept the machine busy: another process, or the kernel's own work.
         cpu["rest of machine"] = max(0.0, (busy_after - busy_before) - sum(cpu.values()))
@@ -333,7 +348,7 @@ def machine() -> dict[str, Any]:
 
 def gunicorn_settings() -> dict[str, Any]:
     """What deploy/gunicorn.conf.py resolves to here (GUNICORN_* variables may override)."""
-    values = runpy.run_path(str(REPO / "deploy" / "gunicorn.conf.py"))
+    values = runpy.run_path(str(GUNICORN_CONFIG))
     names = ("worker_class", "workers", "threads", "keepalive", "max_requests")
     return {name: values[name] for name in names}
 
@@ -352,19 +367,14 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     try:
         print(f"bench: starting servers (work directory {bench.workdir}) ...", flush=True)
-        bench.start()
-        bench.check_paths()
-        bench.issue_replay_pool()
-        scenarios = bench.scenarios()
+        # A worker's peak RSS (VmHWM) counts from its start, and no worker is recycled
+        # during the warm-up (max_requests is far more): the sampler sees its peaks too.
+        scenarios = bench.start_and_warm_up()
         measured = {s.key: [] for s in scenarios}
         unloaded: dict[str, list[dict[str, float]]] = {"H": [], "B1": [], "B2": []}
         duplicates = []
         watched = [bench.servers[n] for n in ("hello", "naive", "bridge")]
         with MemorySampler(watched):
-            print("bench: warming up ...", flush=True)
-            for scenario in scenarios:  # round -1: ids of their own
-                loadgen.run(scenario.load(-1), options.warmup, options.connections, wrk)
-                bench.reset_finan()
             for r in range(options.rounds):
                 order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
                 line = []

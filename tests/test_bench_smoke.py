@@ -114,8 +114,8 @@ def standins(tmp_path_factory):
     env = dict(os.environ)
     started = {}
     try:
-        started["fast"] = start_finan(env, logs, threads=4)
-        started["full"] = start_finan(env, logs, threads=4, full=True)
+        started["fast"] = start_finan(env, logs)
+        started["full"] = start_finan(env, logs, full=True)
         yield started
     finally:
         for server in started.values():
