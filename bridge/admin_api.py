@@ -190,7 +190,7 @@ def bulk_resync() -> Response:
 
 @bp.get("/resync/<batch_id>")
 def bulk_progress(batch_id: str) -> Response:
-    batch = batches_of(services()).get(batch_id) if batch_id.isalnum() else None
+    batch = batches_of(services()).get(batch_id)
     if batch is None:
         raise NotFound(f"no bulk re-sync {batch_id!r} (batches are kept for 7 days)")
     state = "finished" if batch.finished else "running"

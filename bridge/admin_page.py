@@ -282,7 +282,7 @@ def bulk_resync() -> Any:
 @bp.get("/batch/<batch_id>")
 @login_required
 def batch(batch_id: str) -> Any:
-    found = batches_of(services()).get(batch_id) if batch_id.isalnum() else None
+    found = batches_of(services()).get(batch_id)
     if found is None:
         return page_error(404, "No such bulk re-sync (they are kept for 7 days).")
     return render_template("admin/batch.html", batch=found)

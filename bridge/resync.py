@@ -194,6 +194,10 @@ class ResyncBatches:
         return batch_id
 
     def get(self, batch_id: str) -> Batch | None:
+        """The batch, or None when there is none by that id (a batch id is letters and
+        digits: anything else, from a URL say, names no key)."""
+        if not batch_id.isalnum():
+            return None
         raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(batch_key(batch_id)).items()}
         if not raw:
             return None
