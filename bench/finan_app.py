@@ -60,12 +60,14 @@ from bridge.sandbox.finan_standin import (
     CODE_NOT_FOUND,
     CODE_UNAUTHORIZED,
     CODE_UPDATED,
+    CREATED_MESSAGE,
+    UPDATED_MESSAGE,
     create_finan_app,
+    envelope,
+    normalised_prefix,
 )
 
 UPDATE_ROUTE = "/api/v1/invoice/update-invoice/"
-CREATED_MESSAGE = "Bạn vừa thực hiện tạo thành công hoá đơn"
-UPDATED_MESSAGE = "Bạn vừa thực hiện cập nhật thành công hoá đơn"
 # The headers the signature check reads, as ASGI names them (lower case, bytes).
 _SIGNATURE_HEADERS = frozenset(
     name.encode("latin-1")
@@ -101,15 +103,6 @@ def plausible_totals(body: dict[str, Any]) -> tuple[int, int]:
     return int(total.quantize(_WHOLE, ROUND_HALF_UP)), int(tax.quantize(_WHOLE, ROUND_HALF_UP))
 
 
-def _envelope(code: int, content: str, data: Any = None) -> dict[str, Any]:
-    return {
-        "message": {"content": content},
-        "code": code,
-        "request_id": str(uuid.uuid4()),
-        "data": data,
-    }
-
-
 def _json(status: int, payload: Any) -> tuple[int, bytes]:
     return status, json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
@@ -126,7 +119,7 @@ class FastFinan:
     ) -> None:
         self.client_id = client_id
         self._secret = secret
-        self._prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self._prefix = normalised_prefix(prefix)
         self._route = self._prefix + UPDATE_ROUTE
         self._clock = clock
         self._lock = threading.Lock()  # uvicorn calls from one thread; any server may not
@@ -154,9 +147,9 @@ class FastFinan:
             return _json(200, {"reset": True})
         invoice_id = path[len(self._route) :]
         if not path.startswith(self._route) or not invoice_id or "/" in invoice_id:
-            return _json(404, _envelope(CODE_NOT_FOUND, f"no route {path}"))
+            return _json(404, envelope(CODE_NOT_FOUND, f"no route {path}"))
         if method != "PUT":
-            return _json(405, _envelope(CODE_METHOD_NOT_ALLOWED, f"{method} not allowed here"))
+            return _json(405, envelope(CODE_METHOD_NOT_ALLOWED, f"{method} not allowed here"))
 
         signed_path = path[len(self._prefix) :] + (f"?{query}" if query else "")
         now = self._clock()  # the signature window is judged when the request is in
@@ -170,7 +163,7 @@ class FastFinan:
         entry.update(status=status, code=code, outcome=outcome)
         with self._lock:
             self._requests.append(entry)
-        return _json(status, _envelope(code, message, data))
+        return _json(status, envelope(code, message, data))
 
     def _update(
         self, headers: Mapping[str, str], signed_path: str, raw_id: str, raw: bytes, now: float

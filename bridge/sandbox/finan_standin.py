@@ -41,6 +41,9 @@ CODE_NOT_FOUND = 104004
 CODE_METHOD_NOT_ALLOWED = 104005
 CODE_UNAUTHORIZED = 104010
 CODE_SERVER_ERROR = 105000
+# Finan's message.content when it takes an invoice.
+CREATED_MESSAGE = "Bạn vừa thực hiện tạo thành công hoá đơn"
+UPDATED_MESSAGE = "Bạn vừa thực hiện cập nhật thành công hoá đơn"
 
 # "server_error_200" is Finan answering HTTP 200 with a server-class code in the envelope:
 # the bridge must classify by the code, not by the HTTP status.
@@ -136,15 +139,23 @@ class FinanStandin(StandinState):
 # --- HTTP -------------------------------------------------------------------------------
 
 
+def envelope(code: int, content: str, data: Any = None) -> dict[str, Any]:
+    """Finan's answer envelope (a new ``request_id`` each time)."""
+    return {
+        "message": {"content": content},
+        "code": code,
+        "request_id": str(uuid.uuid4()),
+        "data": data,
+    }
+
+
+def normalised_prefix(prefix: str) -> str:
+    """``open``, ``/open/`` -> ``/open``; nothing -> ``""``."""
+    return "/" + prefix.strip("/") if prefix.strip("/") else ""
+
+
 def _envelope(status: int, code: int, content: str, data: Any = None) -> Response:
-    response = jsonify(
-        {
-            "message": {"content": content},
-            "code": code,
-            "request_id": str(uuid.uuid4()),
-            "data": data,
-        }
-    )
+    response = jsonify(envelope(code, content, data))
     response.status_code = status
     return response
 
@@ -205,7 +216,7 @@ def create_finan_app(
     clock: Callable[[], float] = time.time,
 ) -> Flask:
     """A Flask app that answers like Finan under ``prefix`` (e.g. ``/open``)."""
-    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    prefix = normalised_prefix(prefix)
     state = FinanStandin(client_id, secret, clock)
     app = Flask(__name__)
     app.json.ensure_ascii = False  # readable Vietnamese in the request log
@@ -274,14 +285,8 @@ def create_finan_app(
         data, created = state.store(target, entry["body"], totals, now)
         time.sleep(late_by)
         if created:
-            return finish(
-                _envelope(200, CODE_CREATED, "Bạn vừa thực hiện tạo thành công hoá đơn", data),
-                "created",
-            )
-        return finish(
-            _envelope(200, CODE_UPDATED, "Bạn vừa thực hiện cập nhật thành công hoá đơn", data),
-            "updated",
-        )
+            return finish(_envelope(200, CODE_CREATED, CREATED_MESSAGE, data), "created")
+        return finish(_envelope(200, CODE_UPDATED, UPDATED_MESSAGE, data), "updated")
 
     api = f"{prefix}/api/v1/invoice"
     app.add_url_rule(
