@@ -37,7 +37,6 @@ from flask import Flask, Response, g, request
 from gunicorn.glogging import Logger as _GunicornLogger
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
-log = logging.getLogger(__name__)
 access_log = logging.getLogger("bridge.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
