@@ -154,13 +154,14 @@ def metrics() -> Response:
 
 
 def init_app(app: Flask, state: Collector | None = None) -> None:
-    """Serve /metrics and count every request by its URL rule and status."""
+    """Serve /metrics and count every request by its URL rule and status.
+
+    A request's duration runs from ``g.request_started``, which ``bridge.logs.init_app``
+    sets for its own closing line (``create_app`` calls it first); without it, a request is
+    counted but not timed.
+    """
     app.extensions["bridge_metrics"] = state
     app.register_blueprint(bp)
-
-    @app.before_request
-    def start_timer() -> None:
-        g.metrics_started = time.perf_counter()
 
     @app.after_request
     def count_request(response: Response) -> Response:
@@ -168,7 +169,7 @@ def init_app(app: Flask, state: Collector | None = None) -> None:
         endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
         method = request.method if request.method in KNOWN_METHODS else "other"
         REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-        started = g.get("metrics_started")
+        started = g.get("request_started")
         if started is not None:
             REQUEST_DURATION.labels(endpoint, method).observe(time.perf_counter() - started)
         return response
