@@ -18,6 +18,7 @@ from decimal import Decimal
 import pytest
 import requests
 from conftest import CRM_TOKEN
+from test_api import API, finan_puts
 
 from bench import loadgen
 from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET, PAYMENT_CONFIG, TAX_IDS
@@ -32,13 +33,6 @@ from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS
 from bridge.signing import FinanAuth
 from schemas.finan import ResponseEnvelopeSchema, code_class, encode_request
 from schemas.tourwell import load_invoice
-
-API = "/api/v1/invoices"
-
-
-def finan_puts(finan) -> list[dict]:
-    with finan.state.lock:
-        return [r for r in finan.state.requests if r["method"] == "PUT"]
 
 
 def test_the_bench_invoice_has_twenty_rows_two_rates_and_a_total_finan_agrees_with():

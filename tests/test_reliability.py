@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import requests
 from rq.registry import StartedJobRegistry
 from test_api import API, finan_puts, issue
 
+from bench.processes import free_port
 from bridge import embedded_redis
 from bridge.app import create_app
 from bridge.config import load_settings
@@ -33,12 +33,6 @@ from bridge.queue import bridge_queue
 from bridge.redis_connection import lock_key
 
 START_TIMEOUT_SECONDS = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition, timeout: float = 15.0, what: str = "the condition") -> None:

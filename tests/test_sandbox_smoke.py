@@ -19,13 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.processes import free_port
+
 START_TIMEOUT_SECONDS = 90
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def read_examples(lines: queue.Queue, process: subprocess.Popen) -> list[tuple[str, str]]:
