@@ -145,7 +145,7 @@ def create_tourwell_app(
     def gatekeeper() -> Response | None:
         if request.path.startswith("/_standin/"):
             return None
-        parsed = _json_body()
+        parsed = g.body = _json_body()  # the handlers read it from g
         g.entry = {
             "method": request.method,
             "path": request.full_path.rstrip("?"),
@@ -194,7 +194,7 @@ def create_tourwell_app(
 
     @app.put("/api/v1/invoices/<int:invoice_id>")
     def update_invoice(invoice_id: int) -> Response:
-        body = _json_body()
+        body = g.body
         if body is _NOT_JSON:
             return _fail(400, "The request body is not valid JSON.")
         body = {} if body is None else body
@@ -231,7 +231,7 @@ def create_tourwell_app(
 
     @app.post("/api/v1/invoices/<int:invoice_id>/cancel")
     def cancel_invoice(invoice_id: int) -> Response:
-        body = _json_body()
+        body = g.body
         if body is _NOT_JSON:
             return _fail(400, "The request body is not valid JSON.")
         note = body.get("cancel_note") if isinstance(body, dict) else None
