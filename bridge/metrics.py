@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
-# Finan's read timeout is 10 s (bridge.clients.finan); the top buckets catch the slow tail.
+# The clients' read timeout is 10 s (bridge.clients.http); the top buckets catch the slow tail.
 FINAN_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 
 REQUESTS = Counter(

@@ -16,10 +16,14 @@ import requests
 from marshmallow import ValidationError
 
 from bridge.clients.http import (
+    INLINE_ATTEMPTS,
+    TIMEOUT_SECONDS,
     RetryableAnswer,
     ThreadLocalSession,
+    TransportFailures,
     call_with_retries,
     parse_retry_after,
+    retry_after_seconds,
 )
 from bridge.config import Settings
 from bridge.errors import ProviderRejected, ProviderUnavailable
@@ -29,12 +33,11 @@ from schemas.finan import ResponseEnvelopeSchema, code_class
 
 log = logging.getLogger(__name__)
 
-# (connect, read). The read timeout bounds how long the CRM waits on one try.
-TIMEOUT_SECONDS = (3.05, 10.0)
-INLINE_ATTEMPTS = 3
-
 _envelope_schema = ResponseEnvelopeSchema()
 _JSON_BODY = {"Content-Type": "application/json"}
+_transport_failures = TransportFailures(
+    "no answer within the timeout", "connection failed or was reset"
+)
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,13 @@ class FinanClient:
             log.warning("Finan unavailable after %d tries", self._attempts)
             raise ProviderUnavailable(
                 f"Finan is unavailable ({exc.description}); try again later",
-                retry_after=max(1, round(exc.retry_after)) if exc.retry_after else 30,
+                retry_after=retry_after_seconds(exc, 30),
             ) from exc
         finally:
             FINAN_CALLS.labels(outcome).inc()
 
     def _put_once(self, url: str, body: bytes) -> FinanAnswer:
-        try:
+        with _transport_failures:
             # A prepared request sent on the session: the session's merging of its own
             # headers, cookies and settings (none of which the bridge sets) is skipped.
             request = requests.Request(
@@ -102,10 +105,6 @@ class FinanClient:
             ).prepare()
             with FINAN_REQUEST_DURATION.time():
                 response = self._sessions.get().send(request, timeout=self._timeout)
-        except requests.Timeout as exc:
-            raise RetryableAnswer("no answer within the timeout") from exc
-        except requests.ConnectionError as exc:
-            raise RetryableAnswer("connection failed or was reset") from exc
         return self._classify(response)
 
     def _classify(self, response: requests.Response) -> FinanAnswer:

@@ -1,4 +1,5 @@
-"""What both outside-system clients share: sessions, Retry-After, the inline retry policy."""
+"""What both outside-system clients share: sessions, timeouts, Retry-After, the inline retry
+policy."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from types import TracebackType
 from typing import TypeVar
 
 import requests
@@ -24,8 +26,11 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-# Inline retries are for blips: a few quick tries, then the caller gets an answer. A
-# Retry-After longer than this is not waited for inline.
+# (connect, read). The read timeout bounds how long a caller waits on one try.
+TIMEOUT_SECONDS = (3.05, 10.0)
+# Inline retries are for blips: a few quick tries, then the caller gets an answer.
+INLINE_ATTEMPTS = 3
+# A Retry-After longer than this is not waited for inline.
 MAX_INLINE_RETRY_AFTER_SECONDS = 5.0
 BACKOFF_INITIAL_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 2.0
@@ -39,6 +44,36 @@ class RetryableAnswer(Exception):
         super().__init__(description)
         self.description = description
         self.retry_after = retry_after
+
+
+class TransportFailures:
+    """``with TransportFailures(timed_out, unreachable):`` around a request turns a timeout,
+    or a connection that failed or was reset, into ``RetryableAnswer`` with these words.
+    It keeps no state: one instance serves every call."""
+
+    def __init__(self, timed_out: str, unreachable: str) -> None:
+        self._timed_out = timed_out
+        self._unreachable = unreachable
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, requests.Timeout):  # before ConnectionError: ConnectTimeout is both
+            raise RetryableAnswer(self._timed_out) from exc
+        if isinstance(exc, requests.ConnectionError):
+            raise RetryableAnswer(self._unreachable) from exc
+
+
+def retry_after_seconds(exc: RetryableAnswer, default: int) -> int:
+    """Whole seconds (at least 1) to tell our caller to wait: the outside system's
+    Retry-After when it gave one, else ``default``."""
+    return max(1, round(exc.retry_after)) if exc.retry_after else default
 
 
 def parse_retry_after(value: str | None) -> float | None:

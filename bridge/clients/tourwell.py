@@ -15,19 +15,25 @@ import redis
 import requests
 
 from bridge.clients.http import (
+    INLINE_ATTEMPTS,
+    TIMEOUT_SECONDS,
     RetryableAnswer,
     ThreadLocalSession,
+    TransportFailures,
     call_with_retries,
     parse_retry_after,
+    retry_after_seconds,
 )
 from bridge.config import Settings
 from bridge.errors import CrmFailed, CrmRejectedToken, CrmUnavailable, NotFound
 from bridge.ratelimit import CrmRateLimiter
 
-TIMEOUT_SECONDS = (3.05, 10.0)
-INLINE_ATTEMPTS = 3
 # How long an inline call may wait for a rate-limit slot before answering 503.
 MAX_RATE_LIMIT_WAIT_SECONDS = 5.0
+
+_transport_failures = TransportFailures(
+    "the CRM did not answer in time", "the CRM could not be reached"
+)
 
 
 class TourwellClient:
@@ -71,7 +77,7 @@ class TourwellClient:
     def _call(self, method: str, path: str, invoice_id: int, json: Any = None) -> requests.Response:
         def attempt() -> requests.Response:
             self._limiter.acquire(self._rate_limit_wait)
-            try:
+            with _transport_failures:
                 response = self._sessions.get().request(
                     method,
                     self._base_url + path,
@@ -79,10 +85,6 @@ class TourwellClient:
                     json=json,
                     timeout=self._timeout,
                 )
-            except requests.Timeout as exc:
-                raise RetryableAnswer("the CRM did not answer in time") from exc
-            except requests.ConnectionError as exc:
-                raise RetryableAnswer("the CRM could not be reached") from exc
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableAnswer(
                     f"the CRM answered HTTP {response.status_code}",
@@ -95,7 +97,7 @@ class TourwellClient:
         except RetryableAnswer as exc:
             raise CrmUnavailable(
                 f"{exc.description}; try again later",
-                retry_after=max(1, round(exc.retry_after)) if exc.retry_after else 10,
+                retry_after=retry_after_seconds(exc, 10),
             ) from exc
 
         status = response.status_code
