@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import redis
 import requests
 
+from bridge.clients.finan import message_of
+from bridge.clients.http import TIMEOUT_SECONDS, new_session
+from bridge.clients.tourwell import crm_headers
 from bridge.config import Settings
 from bridge.redis_connection import connect
 from bridge.signing import FinanAuth
 
-TIMEOUT_SECONDS = (3.05, 10.0)
 # Finan's detail of an invoice that does not exist: a signed GET that changes nothing.
 FINAN_PROBE_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -48,12 +50,9 @@ def check_redis(settings: Settings) -> CheckResult:
 
 def check_crm(settings: Settings, invoice_id: int) -> CheckResult:
     url = f"{settings.tourwell_base_url}/api/v1/invoices/{invoice_id}"
-    headers = {
-        "Authorization": f"Bearer {settings.tourwell_api_token}",
-        "Accept": "application/json",
-    }
+    headers = crm_headers(settings.tourwell_api_token)
     try:
-        response = _session().get(url, headers=headers, timeout=TIMEOUT_SECONDS)
+        response = new_session().get(url, headers=headers, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as exc:
         return _unreachable("CRM", "TOURWELL_BASE_URL", exc)
     status = response.status_code
@@ -87,7 +86,7 @@ def check_finan(settings: Settings) -> CheckResult:
     )
     url = f"{settings.provider_base_url}/api/v1/invoice/detail/{FINAN_PROBE_ID}"
     try:
-        response = _session().get(url, auth=auth, timeout=TIMEOUT_SECONDS)
+        response = new_session().get(url, auth=auth, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as exc:
         return _unreachable("Finan", "PROVIDER_BASE_URL", exc)
     status = response.status_code
@@ -104,7 +103,7 @@ def check_finan(settings: Settings) -> CheckResult:
         # Only a Finan that checks signatures there proves the signature was checked: the
         # same request unsigned must be refused (a wrong base URL answers 404 either way).
         try:
-            unsigned = _session().get(url, timeout=TIMEOUT_SECONDS).status_code
+            unsigned = new_session().get(url, timeout=TIMEOUT_SECONDS).status_code
         except requests.RequestException:
             unsigned = None
         if unsigned in (401, 403):
@@ -141,12 +140,6 @@ def _unreachable(name: str, setting: str, exc: requests.RequestException) -> Che
     return CheckResult(name, False, detail)
 
 
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # like the bridge's clients: no proxies from the environment
-    return session
-
-
 def _is_json(response: requests.Response) -> bool:
     try:
         response.json()
@@ -157,9 +150,9 @@ def _is_json(response: requests.Response) -> bool:
 
 def _finan_message(response: requests.Response) -> str:
     try:
-        message = response.json().get("message")
-    except (ValueError, AttributeError):
+        envelope = response.json()
+    except ValueError:
         return "no JSON body"
-    if isinstance(message, dict):
-        message = message.get("content")
-    return str(message or "no message")[:200]
+    if not isinstance(envelope, dict):
+        return "no JSON body"
+    return message_of(envelope, default="no message")[:200]

@@ -47,11 +47,12 @@ class FinanAnswer:
     data: dict[str, Any]
 
 
-def _message(envelope: dict[str, Any]) -> str:
+def message_of(envelope: dict[str, Any], default: str = "(no message)") -> str:
+    """Finan's words in an envelope (``message``, or its ``content``), else ``default``."""
     message = envelope.get("message")
     if isinstance(message, dict):
         message = message.get("content")
-    return str(message or "").strip() or "(no message)"
+    return str(message or "").strip() or default
 
 
 class FinanClient:
@@ -115,7 +116,7 @@ class FinanClient:
             envelope = _envelope_schema.load(response.json())
         except (ValueError, ValidationError):
             envelope = {}
-        code, message = envelope.get("code"), _message(envelope)
+        code, message = envelope.get("code"), message_of(envelope)
         if status == 429:
             raise RetryableAnswer("HTTP 429 (rate limited)", retry_after=retry_after)
         if code is not None:

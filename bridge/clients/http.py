@@ -155,7 +155,13 @@ class ThreadLocalSession:
     def get(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.trust_env = False
+            session = new_session()
             self._local.session = session
         return session
+
+
+def new_session() -> requests.Session:
+    """A session that takes no proxies or .netrc from the environment (``trust_env`` off)."""
+    session = requests.Session()
+    session.trust_env = False
+    return session

@@ -36,6 +36,11 @@ _transport_failures = TransportFailures(
 )
 
 
+def crm_headers(token: str) -> dict[str, str]:
+    """The headers of every call to the CRM's Open API: its token, and JSON answers."""
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+
 class TourwellClient:
     def __init__(
         self,
@@ -46,10 +51,7 @@ class TourwellClient:
         rate_limit_wait: float = MAX_RATE_LIMIT_WAIT_SECONDS,
     ) -> None:
         self._base_url = settings.tourwell_base_url
-        self._headers = {
-            "Authorization": f"Bearer {settings.tourwell_api_token}",
-            "Accept": "application/json",
-        }
+        self._headers = crm_headers(settings.tourwell_api_token)
         token_id = hashlib.sha256(settings.tourwell_api_token.encode()).hexdigest()[:16]
         self._limiter = CrmRateLimiter(connection, settings.tourwell_rate_limit_per_min, token_id)
         self._attempts = attempts
