@@ -17,9 +17,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, pre_load
+from marshmallow import Schema, ValidationError, fields, post_dump, pre_load
 
-from schemas.fields import DirectLoad, FlatNested
+from schemas.fields import (
+    DirectBoolean,
+    DirectInteger,
+    DirectList,
+    DirectLoad,
+    DirectString,
+    ExcludeUnknownSchema,
+    FlatNested,
+    optional,
+)
 
 # Finan's tax_type values: how each item's taxes relate to its price.
 EXCLUDING = "price_excluding_tax"
@@ -74,26 +83,6 @@ class JsonMoney(DirectLoad):
 
 
 # --- request: PUT /api/v1/invoice/update-invoice/{id} -------------------------------------
-
-
-# marshmallow's fields as they are, loading without the per-call validator set-up
-# (``DirectLoad``): decode_request loads about 190 fields for a twenty-item body.
-
-
-class DirectString(DirectLoad, fields.String):
-    """``fields.String``, loaded through ``DirectLoad``."""
-
-
-class DirectInteger(DirectLoad, fields.Integer):
-    """``fields.Integer``, loaded through ``DirectLoad``."""
-
-
-class DirectBoolean(DirectLoad, fields.Boolean):
-    """``fields.Boolean``, loaded through ``DirectLoad``."""
-
-
-class DirectList(DirectLoad, fields.List):
-    """``fields.List``, loaded through ``DirectLoad``."""
 
 
 class BodySchema(Schema):
@@ -178,36 +167,29 @@ def decode_request(raw: bytes | str) -> dict[str, Any]:
 # --- response envelope --------------------------------------------------------------------
 
 
-class FinanSchema(Schema):
+class FinanSchema(ExcludeUnknownSchema):
     """Base of the response schemas: Finan may add fields; we read only what we use."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-
-def _optional(field: type[fields.Field]) -> fields.Field:
-    return field(load_default=None, allow_none=True)
 
 
 class MessageSchema(FinanSchema):
-    content = _optional(fields.Raw)
+    content = optional(fields.Raw)
 
 
 class InvoiceDataSchema(FinanSchema):
     """Only the fields the bridge keeps are checked: a success must not turn into a failure
     because Finan changed the type of a field the bridge never reads."""
 
-    id = _optional(DirectString)
-    order_code = _optional(DirectString)
-    system_code = _optional(DirectString)
-    total_amount = _optional(JsonMoney)
-    tax_amount = _optional(JsonMoney)
+    id = optional(DirectString)
+    order_code = optional(DirectString)
+    system_code = optional(DirectString)
+    total_amount = optional(JsonMoney)
+    tax_amount = optional(JsonMoney)
 
 
 class ResponseEnvelopeSchema(FinanSchema):
     message = FlatNested(MessageSchema, load_default=None, allow_none=True)
     code = DirectInteger(load_default=None, allow_none=True, strict=True)
-    request_id = _optional(DirectString)
+    request_id = optional(DirectString)
     data = FlatNested(InvoiceDataSchema, load_default=None, allow_none=True)
 
     @pre_load

@@ -29,10 +29,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields
 
 from bridge.errors import Unprocessable
-from schemas.fields import DirectLoad, FlatNested
+from schemas.fields import DirectLoad, ExcludeUnknownSchema, FlatNested, optional
 
 # A time the CRM sends without a zone is the agency's wall clock: Vietnam, no DST.
 VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
@@ -251,15 +251,8 @@ class CrmDateTime(DirectLoad):
 # --- the invoice, in the shape of GET /api/v1/invoices/{id} -------------------------------
 
 
-class CrmSchema(Schema):
+class CrmSchema(ExcludeUnknownSchema):
     """Base of every CRM schema: the CRM adds fields over time, and that must not break us."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-
-def _optional(field_class: type[fields.Field], *args: Any) -> fields.Field:
-    return field_class(*args, load_default=None, allow_none=True)
 
 
 def _nested(schema: type[Schema]) -> fields.Field:
@@ -271,17 +264,17 @@ def _nested_list(schema: type[Schema]) -> fields.Field:
 
 
 class CustomerSchema(CrmSchema):
-    id = _optional(CrmId)
-    code = _optional(CrmString)
-    name = _optional(CrmString)
-    phone = _optional(CrmString)  # not in the published shape; used when present
-    email = _optional(CrmString)
+    id = optional(CrmId)
+    code = optional(CrmString)
+    name = optional(CrmString)
+    phone = optional(CrmString)  # not in the published shape; used when present
+    email = optional(CrmString)
 
 
 class ServiceInfoSchema(CrmSchema):
-    id = _optional(CrmId)
-    name = _optional(CrmString)
-    code = _optional(CrmString)
+    id = optional(CrmId)
+    name = optional(CrmString)
+    code = optional(CrmString)
 
 
 # The row schemas: only what the mapping reads (item name, price, quantity, VAT and the
@@ -291,61 +284,61 @@ class ServiceInfoSchema(CrmSchema):
 
 
 class PriceObjectSchema(CrmSchema):
-    title = _optional(CrmString)
+    title = optional(CrmString)
 
 
 class VatSchema(CrmSchema):
-    value = _optional(CrmDecimal)
+    value = optional(CrmDecimal)
 
 
 class PriceSchema(CrmSchema):
     object = _nested(PriceObjectSchema)
-    unit_price = _optional(Money)
-    quantity = _optional(CrmDecimal)
-    period = _optional(CrmDecimal)
+    unit_price = optional(Money)
+    quantity = optional(CrmDecimal)
+    period = optional(CrmDecimal)
     vat = _nested(VatSchema)
-    amount_total = _optional(Money)
-    grand_total = _optional(Money)
+    amount_total = optional(Money)
+    grand_total = optional(Money)
 
 
 class ServiceSchema(CrmSchema):
-    id = _optional(CrmId)
+    id = optional(CrmId)
     service_info = _nested(ServiceInfoSchema)
     prices = _nested_list(PriceSchema)
 
 
 class CurrencySchema(CrmSchema):
-    foreign_currency = _optional(CrmString)
-    base_currency = _optional(CrmString)
-    exchange_rate = _optional(CrmDecimal)
+    foreign_currency = optional(CrmString)
+    base_currency = optional(CrmString)
+    exchange_rate = optional(CrmDecimal)
 
 
 class OrderInfoSchema(CrmSchema):
-    id = _optional(CrmId)
-    code = _optional(CrmString)
+    id = optional(CrmId)
+    code = optional(CrmString)
     customer = _nested(CustomerSchema)
     services = _nested_list(ServiceSchema)
     currency = _nested(CurrencySchema)
-    total_discount = _optional(Money)
-    total_payment = _optional(Money)
+    total_discount = optional(Money)
+    total_payment = optional(Money)
 
 
 class RequestInfoSchema(CrmSchema):
-    request_at = _optional(CrmDateTime)
-    service_summary = _optional(CrmString)
-    note = _optional(CrmString)
-    tax_code = _optional(CrmString)
-    company_name = _optional(CrmString)
-    company_address = _optional(CrmString)
-    description = _optional(CrmString)
-    forward_email = _optional(CrmString)
+    request_at = optional(CrmDateTime)
+    service_summary = optional(CrmString)
+    note = optional(CrmString)
+    tax_code = optional(CrmString)
+    company_name = optional(CrmString)
+    company_address = optional(CrmString)
+    description = optional(CrmString)
+    forward_email = optional(CrmString)
 
 
 class InvoiceSchema(CrmSchema):
     id = CrmId(required=True)
-    code = _optional(CrmString)
-    created_at = _optional(CrmDateTime)
-    total_amount = _optional(Money)
+    code = optional(CrmString)
+    created_at = optional(CrmDateTime)
+    total_amount = optional(Money)
     order_info = _nested(OrderInfoSchema)
     request_info = _nested(RequestInfoSchema)
 

@@ -14,16 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, missing, validate
 
-from schemas.fields import FlatNested
-from schemas.finan import (
-    BodySchema,
-    DirectBoolean,
-    DirectInteger,
-    DirectList,
-    DirectString,
-    ResponseEnvelopeSchema,
-    UpdateInvoiceRequestSchema,
-)
+from schemas.fields import DirectBoolean, DirectInteger, DirectList, DirectString, FlatNested
+from schemas.finan import BodySchema, ResponseEnvelopeSchema, UpdateInvoiceRequestSchema
 from schemas.tourwell import (
     CrmDecimal,
     CrmSchema,
