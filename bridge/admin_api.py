@@ -174,15 +174,13 @@ def resync(invoice_id: int) -> Response:
 @bp.post("/resync")
 def bulk_resync() -> Response:
     body = load_admin_body(_bulk_body, required=True)
-    batches = batches_of(services())
-    batch_id = batches.start(
+    batch = batches_of(services()).start(
         ids=body.get("ids"), state=body.get("state"), force=body["force"], runner="queue"
     )
-    batch = batches.get(batch_id)
     return answer(
         _batch_envelope,
         f"Bulk re-sync of {batch.total} invoices accepted; it runs paced by the CRM's rate "
-        f"limit. Progress: GET /admin/resync/{batch_id}",
+        f"limit. Progress: GET /admin/resync/{batch.batch_id}",
         batch,
         202,
     )

@@ -275,8 +275,8 @@ def bulk_resync() -> Any:
     state = request.form.get("state", "")
     if state not in RESYNC_STATES:
         return page_error(422, "Only failed or dead invoices can be re-synced in bulk.")
-    batch_id = batches_of(services()).start(state=state, runner="queue")
-    return redirect(url_for(".batch", batch_id=batch_id), 303)
+    started = batches_of(services()).start(state=state, runner="queue")
+    return redirect(url_for(".batch", batch_id=started.batch_id), 303)
 
 
 @bp.get("/batch/<batch_id>")

@@ -137,11 +137,10 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
     services = build_services(settings)
     batches = batches_of(services)
     try:
-        batch_id = batches.start(ids=list(ids), state=state, force=force, runner="cli")
+        batch = batches.start(ids=list(ids), state=state, force=force, runner="cli")
     except NotFound as exc:
         click.echo(f"bridge resync: {exc.message}", err=True)
         sys.exit(1)
-    batch = batches.get(batch_id)
     if batch.total == 0:
         click.echo(f"No invoices are {state}; nothing to re-sync.")
         return
@@ -156,7 +155,7 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
         label=f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}",
         show_pos=True,
     ) as bar:
-        batches.run(batch_id, wait=True, seconds=float("inf"), on_item=progressed)
+        batches.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
 
     click.echo(summary_table(items))
     counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}

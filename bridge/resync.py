@@ -138,14 +138,14 @@ class ResyncBatches:
         state: str | None = None,
         force: bool = False,
         runner: str = "queue",
-    ) -> str:
-        """A new batch of ``ids``, or of every invoice now in ``state``; its id.
+    ) -> Batch:
+        """A new batch of ``ids``, or of every invoice now in ``state``, as stored.
 
         Every id must be known to the bridge, else ``NotFound`` naming them and no batch.
         """
         records = self._operations.records
         if state is not None:
-            return self.create(records.ids_in_state(state), f"state:{state}", force, runner)
+            return self._new(records.ids_in_state(state), f"state:{state}", force, runner)
         ids = list(dict.fromkeys(ids or []))
         unknown = [i for i, found in zip(ids, records.exists(ids), strict=True) if not found]
         if unknown:
@@ -157,14 +157,19 @@ class ResyncBatches:
                 + "; nothing was re-synced",
                 errors={"ids": [f"unknown: {i}" for i in unknown[:UNKNOWN_IDS_NAMED]]},
             )
-        return self.create(ids, "ids", force, runner)
+        return self._new(ids, "ids", force, runner)
 
     def create(self, ids: Iterable[int], source: str, force: bool, runner: str = "queue") -> str:
-        """Store a new batch (duplicate ids once, in order); with the queue runner, its first
-        job is scheduled in the same transaction."""
+        """Store a new batch (duplicate ids once, in order); its id. With the queue runner,
+        its first job is scheduled in the same transaction."""
+        return self._new(ids, source, force, runner).batch_id
+
+    def _new(self, ids: Iterable[int], source: str, force: bool, runner: str) -> Batch:
         ids = list(dict.fromkeys(ids))
         batch_id = new_batch_id()
         job_id = _job_id(batch_id) if runner == "queue" else ""
+        created_at = now_iso()
+        finished_at = None if ids else created_at
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.multi()
             pipe.hset(
@@ -176,22 +181,32 @@ class ResyncBatches:
                     "total": len(ids),
                     "position": 0,
                     "crm_pauses": 0,
-                    "created_at": now_iso(),
+                    "created_at": created_at,
                     "job_id": job_id,
                     **{f"count:{result}": 0 for result in RESULTS},
                 },
             )
             for start in range(0, len(ids), 1000):
                 pipe.rpush(batch_ids_key(batch_id), *ids[start : start + 1000])
-            if not ids:
-                pipe.hset(batch_key(batch_id), "finished_at", now_iso())
+            if finished_at is not None:
+                pipe.hset(batch_key(batch_id), "finished_at", finished_at)
             elif runner == "queue":
                 pipe.sadd(OPEN_BATCHES_KEY, batch_id)
                 self._schedule(batch_id, job_id, None, pipe)
             for key in _keys(batch_id):
                 pipe.expire(key, BATCH_TTL_SECONDS)
             pipe.execute()
-        return batch_id
+        return Batch(
+            batch_id=batch_id,
+            source=source,
+            runner=runner,
+            force=force,
+            total=len(ids),
+            position=0,
+            counts=dict.fromkeys(RESULTS, 0),
+            created_at=created_at,
+            finished_at=finished_at,
+        )
 
     def get(self, batch_id: str) -> Batch | None:
         """The batch, or None when there is none by that id (a batch id is letters and
