@@ -19,7 +19,6 @@ from test_api import API, finan_puts, issue
 from test_openapi import DOCUMENT
 from test_queue import crm_writes, queue_is_empty, run_worker
 
-from bridge import jobs
 from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.queue import bridge_queue
@@ -31,17 +30,12 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-@pytest.fixture
-def admin_environ(environ):
-    return {**environ, "BRIDGE_ADMIN_TOKENS": f"{ADMIN_TOKEN},other-admin-token"}
+ADMIN_TOKENS = f"{ADMIN_TOKEN},other-admin-token"
 
 
 @pytest.fixture
-def app(admin_environ, redis):
-    settings = load_settings({**admin_environ, "BRIDGE_RETRY_SCHEDULE": "0,0,0"})
-    app = create_app(settings, redis)
-    jobs.use(app.extensions["bridge"])
-    return app
+def app(make_app):
+    return make_app(BRIDGE_ADMIN_TOKENS=ADMIN_TOKENS, BRIDGE_RETRY_SCHEDULE="0,0,0")
 
 
 def crm_gets(tourwell) -> list[dict]:
@@ -377,10 +371,9 @@ def test_an_unknown_batch_is_404(client):
     assert client.get("/admin/resync/x;y", headers=ADMIN).status_code == 404
 
 
-def test_a_bulk_resync_of_10000_ids_is_accepted_at_once_and_paced(admin_environ, redis, tourwell):
-    settings = load_settings({**admin_environ, "TOURWELL_RATE_LIMIT_PER_MIN": "6"})
-    app = create_app(settings, redis)
-    jobs.use(app.extensions["bridge"])
+def test_a_bulk_resync_of_10000_ids_is_accepted_at_once_and_paced(make_app, redis, tourwell):
+    app = make_app(BRIDGE_ADMIN_TOKENS=ADMIN_TOKENS, TOURWELL_RATE_LIMIT_PER_MIN="6")
+    settings = app.extensions["bridge"].settings
     store = RecordStore(redis, settings.tourwell_base_url)
     ids = list(range(100_000, 110_000))
     with redis.pipeline(transaction=False) as pipe:  # 10 000 failed records, quickly
@@ -437,10 +430,8 @@ ADMIN_DOCUMENT.config.checks.positive_data_acceptance.expected_statuses.append("
 
 
 @pytest.fixture
-def live_admin_bridge(admin_environ, redis):
-    settings = load_settings({**admin_environ, "TOURWELL_RATE_LIMIT_PER_MIN": "100000"})
-    app = create_app(settings, redis)
-    jobs.use(app.extensions["bridge"])
+def live_admin_bridge(make_app):
+    app = make_app(BRIDGE_ADMIN_TOKENS=ADMIN_TOKENS, TOURWELL_RATE_LIMIT_PER_MIN="100000")
     with LoopbackServer(app) as server:
         for invoice_id in (17, 18):  # records to list, preview and re-sync
             response = requests.post(

@@ -10,20 +10,14 @@ from test_admin_api import ADMIN_TOKEN, make_failed
 from test_api import finan_puts, issue
 from test_queue import run_worker
 
-from bridge import jobs
 from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.records import Event, Record, provider_invoice_id
 
 
 @pytest.fixture
-def app(environ, redis):
-    settings = load_settings(
-        {**environ, "BRIDGE_ADMIN_TOKENS": f"{ADMIN_TOKEN},second-admin-token"}
-    )
-    app = create_app(settings, redis)
-    jobs.use(app.extensions["bridge"])
-    return app
+def app(make_app):
+    return make_app(BRIDGE_ADMIN_TOKENS=f"{ADMIN_TOKEN},second-admin-token")
 
 
 def csrf_token(html: str) -> str:

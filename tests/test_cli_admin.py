@@ -10,10 +10,7 @@ from click.testing import CliRunner
 from test_api import finan_puts, issue
 from test_queue import crm_writes, run_worker
 
-from bridge import jobs
-from bridge.app import create_app
 from bridge.cli import main
-from bridge.config import load_settings
 
 
 @pytest.fixture
@@ -24,10 +21,8 @@ def cli_env(environ, monkeypatch):
 
 
 @pytest.fixture
-def app(cli_env, redis):
-    app = create_app(load_settings(cli_env), redis)
-    jobs.use(app.extensions["bridge"])
-    return app
+def app(cli_env, make_app):
+    return make_app()  # cli_env: the same settings in the process environment, for the CLI
 
 
 def invoke(*args: str):

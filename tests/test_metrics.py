@@ -13,10 +13,10 @@ import textwrap
 
 from conftest import CRM_TOKEN, FINAN_SECRET, OTHER_CRM_TOKEN, TOURWELL_TOKEN
 from prometheus_client.parser import text_string_to_metric_families
+from test_api import issue
 
 from bridge.sandbox.samples import sample_invoices
 
-API = "/api/v1/invoices"
 ISSUE_RULE = "/api/v1/invoices/<int:invoice_id>/issue"
 
 
@@ -35,10 +35,6 @@ def value(client, name: str, **labels: str) -> float:
     return 0.0
 
 
-def issue(client, headers, invoice_id=17, **kwargs):
-    return client.post(f"{API}/{invoice_id}/issue", headers=headers, **kwargs)
-
-
 def test_metrics_needs_no_token_and_speaks_prometheus_text(client):
     response = client.get("/metrics")
 
@@ -51,6 +47,7 @@ def test_metrics_needs_no_token_and_speaks_prometheus_text(client):
 def test_requests_are_counted_by_url_rule_and_status_never_by_raw_path(client, crm_headers):
     before = value(client, "bridge_http_requests_total", endpoint=ISSUE_RULE, status="201")
     refused = value(client, "bridge_http_requests_total", endpoint=ISSUE_RULE, status="401")
+    timed = value(client, "bridge_http_request_duration_seconds_count", endpoint=ISSUE_RULE)
 
     assert issue(client, crm_headers).status_code == 201
     assert issue(client, {}, 18).status_code == 401
@@ -63,15 +60,22 @@ def test_requests_are_counted_by_url_rule_and_status_never_by_raw_path(client, c
     assert value(client, "bridge_http_requests_total", endpoint=ISSUE_RULE, status="401") == (
         refused + 1
     )
+    assert value(client, "bridge_http_request_duration_seconds_count", endpoint=ISSUE_RULE) == (
+        timed + 2
+    )
     assert "/api/v1/invoices/17" not in text and "raw-path-marker" not in text
     assert 'endpoint="unmatched"' in text
 
 
 def test_an_odd_http_method_does_not_make_a_new_series(client):
+    before = value(client, "bridge_http_requests_total", endpoint="unmatched", method="other")
+
     client.open("/healthz", method="BREW")
 
     assert "BREW" not in scrape(client)
-    assert value(client, "bridge_http_requests_total", endpoint="unmatched", method="other") >= 1
+    assert value(client, "bridge_http_requests_total", endpoint="unmatched", method="other") == (
+        before + 1
+    )
 
 
 def test_finan_calls_are_counted_by_outcome_with_their_latency(client, crm_headers, finan):
