@@ -7,6 +7,7 @@ This is the end-to-end check of the whole stack: the console script, gunicorn wi
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import signal
@@ -67,6 +68,7 @@ def sandbox(tmp_path: Path):
         [sys.executable, "-m", "bridge", "sandbox", "--port", ports[0], "--crm-port", ports[1],
          "--finan-port", ports[2], "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, like a job in a terminal
     )  # fmt: skip
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()
@@ -115,6 +117,31 @@ def test_the_printed_examples_work_against_a_running_sandbox(sandbox):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert not (data_dir / "redis.sock").exists()
+
+
+def processes_using(data_dir: Path) -> list[int]:
+    """Processes whose environment names ``data_dir`` (every process the sandbox starts)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(data_dir).encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def test_ctrl_c_in_a_terminal_stops_every_process_of_the_sandbox(sandbox):
+    process, _, data_dir = sandbox
+    assert processes_using(data_dir), "the check would find nothing even while it runs"
+
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole job
+
+    assert process.wait(timeout=12) == 0  # in seconds, not after a child's 15 s stop timeout
+    deadline = time.monotonic() + 10
+    while (left := processes_using(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == []
 
 
 def test_a_busy_port_is_named_and_nothing_is_left_running(tmp_path: Path):

@@ -8,6 +8,7 @@ child processes configured to use them, and prints commands to try. Ctrl-C stops
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -121,6 +122,8 @@ def _wait_ready(url: str, children: list[subprocess.Popen]) -> None:
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
+    """Stop each child (a session of its own), then anything left in its process group: a
+    gunicorn worker its master did not take down with it."""
     for child in children:
         if child.poll() is None:
             child.terminate()
@@ -128,7 +131,10 @@ def _stop(children: list[subprocess.Popen]) -> None:
         try:
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            child.kill()
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
 
 
 def _check_ports_free(host: str, ports: dict[str, int]) -> None:
@@ -176,9 +182,16 @@ def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_di
         env = {**os.environ, **sandbox_environment(crm.url, finan.url, data_dir)}
         env.pop("REDIS_URL", None)  # the sandbox always uses its own embedded Redis
         command = [sys.executable, "-m", "bridge"]
+        # Each in a session of its own, so that a terminal's Ctrl-C reaches the sandbox
+        # alone and the sandbox stops them once, in order: a gunicorn worker that gets the
+        # terminal's SIGINT and its master's signal at once can hang in its shutdown.
         children += [
-            subprocess.Popen([*command, "serve", "--host", host, "--port", str(port)], env=env),
-            subprocess.Popen([*command, "worker"], env=env),
+            subprocess.Popen(
+                [*command, "serve", "--host", host, "--port", str(port)],
+                env=env,
+                start_new_session=True,
+            ),
+            subprocess.Popen([*command, "worker"], env=env, start_new_session=True),
         ]
         _wait_ready(bridge_url, children)
         _print_banner(bridge_url, crm.url, finan.url, data_dir)
