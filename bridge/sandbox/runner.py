@@ -99,7 +99,7 @@ def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
             f" && curl -sS -X POST {auth} {api}/18/issue",
         ),
         (
-            "About 5 s later the worker has sent it: state issued, and the CRM got a note",
+            "About 10 s later (again if still queued) the worker has sent it: state issued",
             f"curl -sS {auth} {api}/18",
         ),
     ]
