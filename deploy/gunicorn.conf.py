@@ -15,8 +15,10 @@ def _env(name: str, default):
     return type(default)(os.environ.get(f"GUNICORN_{name.upper()}", default))
 
 
-# Threads carry the wait on Finan (I/O bound); processes give CPU parallelism.
-worker_class = "gthread"
+# Threads carry the wait on Finan (I/O bound); processes give CPU parallelism. gunicorn's
+# gthread worker, taking a new connection only while one of its threads is free, so that
+# kept-alive connections spread over the workers (bridge/gunicorn_worker.py).
+worker_class = "bridge.gunicorn_worker.BalancedThreadWorker"
 workers = _env("workers", multiprocessing.cpu_count())
 threads = _env("threads", 8)
 

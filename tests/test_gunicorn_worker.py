@@ -1,0 +1,104 @@
+"""The web service's gunicorn worker (bridge/gunicorn_worker.py), in a live gunicorn run with
+the bridge's own settings file: a worker whose threads are all busy leaves new connections
+to a worker with a free thread."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bench.processes import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+GUNICORN_CONFIG = REPO / "deploy" / "gunicorn.conf.py"
+# Long enough for a worker with a free thread to answer; a request left to a busy worker
+# would wait for the held requests, which are released only after every answer is in.
+ANSWER_TIMEOUT_SECONDS = 10
+
+
+def get(port: int, path: str, timeout: float = ANSWER_TIMEOUT_SECONDS) -> int:
+    """GET ``path`` on a new connection; the process id of the worker that answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        assert answer.status == 200
+        return int(answer.read())
+    finally:
+        connection.close()
+
+
+def worker_pids(master: int) -> set[int]:
+    result = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True)
+    return {int(pid) for pid in result.stdout.split()}
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path):
+    """gunicorn with the bridge's settings, 2 workers of 2 threads, serving the blocking app."""
+    port = free_port()
+    release = tmp_path / "release"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RELEASE_FILE": str(release),
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "2",
+    }
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG)]
+    command += ["--bind", f"127.0.0.1:{port}", "tests.apps.blocking_app:app"]
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while len(worker_pids(process.pid)) < 2 or not _answers(port):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield port, release, process.pid, log
+    finally:
+        release.touch()
+        process.terminate()
+        process.wait(30)
+
+
+def _answers(port: int) -> bool:
+    try:
+        get(port, "/pid", timeout=1)
+        return True
+    except OSError:
+        return False
+
+
+def test_the_settings_file_names_the_balanced_worker(gunicorn):
+    *_, log = gunicorn
+    assert "Using worker: bridge.gunicorn_worker.BalancedThreadWorker" in log.read_text()
+
+
+def test_a_worker_with_all_threads_busy_takes_no_new_connection(gunicorn):
+    port, release, master, _ = gunicorn
+    workers = worker_pids(master)
+    with ThreadPoolExecutor(3) as pool:
+        try:
+            # Three held requests fill one worker's two threads and one of the other's.
+            held = [pool.submit(get, port, "/hold", 60) for _ in range(3)]
+            time.sleep(1)  # every held request is in a worker
+            assert not any(f.done() for f in held)
+            # Twenty new connections, one at a time: each must be taken by the worker with
+            # a free thread. gunicorn's own gthread worker queues some behind held ones.
+            answered_by = [get(port, "/pid") for _ in range(20)]
+        finally:
+            release.touch()
+        held_by = [f.result() for f in held]
+    assert set(answered_by) < workers and len(set(answered_by)) == 1
+    # The worker that answered is the one holding a single request.
+    assert sorted(held_by.count(pid) for pid in workers) == [1, 2]
+    assert held_by.count(answered_by[0]) == 1
