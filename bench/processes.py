@@ -108,7 +108,11 @@ class Server:
     def cpu_seconds(self) -> float:
         """The master, the workers alive now, and the workers already recycled."""
         own = cpu_seconds(self.pid, reaped_children=True)
-        return own + sum(cpu_seconds(worker) for worker in self.workers())
+        return own + sum(self.worker_cpu_seconds().values())
+
+    def worker_cpu_seconds(self) -> dict[int, float]:
+        """Each worker alive now: its CPU seconds so far."""
+        return {worker: cpu_seconds(worker) for worker in self.workers()}
 
     def sample_memory(self) -> None:
         for worker in self.workers():

@@ -279,10 +279,15 @@ class Bench:
         load = scenario.load(round_number)
         names = ("hello", "naive", "bridge", "finan", "redis")
         cpu_before = {n: self.servers[n].cpu_seconds() for n in names}
+        workers_before = self.servers[scenario.server].worker_cpu_seconds()
         busy_before, total_before = machine_busy_seconds()
         result = loadgen.run(load, seconds, connections, self.wrk)
         busy_after, total_after = machine_busy_seconds()
         cpu = {n: self.servers[n].cpu_seconds() - cpu_before[n] for n in names}
+        workers_after = self.servers[scenario.server].worker_cpu_seconds()
+        worker_cpu = [
+            workers_after[w] - workers_before[w] for w in workers_before if w in workers_after
+        ]
         cpu["load generator"] = result.client_cpu_seconds
         if scenario.uses_finan:
             self.reset_finan()  # the stand-in keeps every request; let it forget them
@@ -302,6 +307,11 @@ class Bench:
             / count,
             "machine_busy": (busy_after - busy_before) / max(total_after - total_before, 1e-9),
             "other_load": cpu["rest of machine"] / (cores * max(result.seconds, 1e-9)),
+            # How evenly the server's workers shared the work: 1 / workers is even, 1.0 is
+            # every request on one worker (connections kept alive on the worker that took them).
+            "busiest_worker_share": max(worker_cpu) / sum(worker_cpu)
+            if len(worker_cpu) > 1 and sum(worker_cpu)
+            else None,
         }
 
     def duplicates(self, round_number: int, callers: int) -> dict[str, Any]:
@@ -432,6 +442,10 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
             "cpu_ms_per_request_median": cpu,
             "machine_busy_median": round(_median([r["machine_busy"] for r in rounds]), 3),
             "other_load_median": round(_median([r["other_load"] for r in rounds]), 3),
+            "busiest_worker_share_rounds": [
+                None if r["busiest_worker_share"] is None else round(r["busiest_worker_share"], 2)
+                for r in rounds
+            ],
         }
     other_load = _median([r["other_load"] for rounds in measured.values() for r in rounds])
     rps = {key: value["rps_median"] for key, value in results.items()}
@@ -495,6 +509,15 @@ def print_report(report: dict[str, Any]) -> None:
             f"{value['server_cpu_ms_per_request']:11.2f}{value['bench_cpu_ms_per_request']:9.2f}"
             f"{value['cpu_bound_rps'] or 0:10.0f}{errors}"
         )
+    shares = {
+        key: max(value["busiest_worker_share_rounds"])
+        for key, value in report["scenarios"].items()
+        if None not in value["busiest_worker_share_rounds"]
+    }
+    print(
+        "busiest worker's share of its server's CPU, worst round (1/workers is even): "
+        + ", ".join(f"{key} {share:.2f}" for key, share in shares.items())
+    )
     other = report["other_load_median"]
     print(
         f"\nother processes used {100 * other:.0f}% of the machine's CPU during the runs (median)"
