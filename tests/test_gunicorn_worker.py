@@ -8,6 +8,7 @@ import http.client
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,8 +42,10 @@ def worker_pids(master: int) -> set[int]:
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path):
-    """gunicorn with the bridge's settings, 2 workers of 2 threads, serving the blocking app."""
+def gunicorn(request, tmp_path: Path):
+    """gunicorn with the bridge's settings, 2 workers of 2 threads (or of ``threads`` given
+    with indirect parametrisation), serving the blocking app."""
+    threads = getattr(request, "param", 2)
     port = free_port()
     release = tmp_path / "release"
     env = {
@@ -50,7 +53,7 @@ def gunicorn(tmp_path: Path):
         "PYTHONPATH": str(REPO),
         "RELEASE_FILE": str(release),
         "GUNICORN_WORKERS": "2",
-        "GUNICORN_THREADS": "2",
+        "GUNICORN_THREADS": str(threads),
     }
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG)]
     command += ["--bind", f"127.0.0.1:{port}", "tests.apps.blocking_app:app"]
@@ -102,3 +105,34 @@ def test_a_worker_with_all_threads_busy_takes_no_new_connection(gunicorn):
     # The worker that answered is the one holding a single request.
     assert sorted(held_by.count(pid) for pid in workers) == [1, 2]
     assert held_by.count(answered_by[0]) == 1
+
+
+@pytest.mark.parametrize("gunicorn", [1], indirect=True)
+def test_with_every_thread_busy_a_new_connection_is_still_taken(gunicorn):
+    """More kept-alive connections than threads, each sending again as soon as it is
+    answered: a worker rarely has a thread free when its loop looks, and a new connection
+    must not wait for that moment."""
+    port, *_ = gunicorn
+    stop = threading.Event()
+    answered = []
+
+    def send_again_and_again() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            while not stop.is_set():
+                connection.request("GET", "/busy")
+                answered.append(connection.getresponse().read())
+        finally:
+            connection.close()
+
+    clients = [threading.Thread(target=send_again_and_again) for _ in range(8)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1)
+        assert answered  # the workers are busy serving the kept-alive connections
+        assert get(port, "/pid") > 0  # answered within ANSWER_TIMEOUT_SECONDS
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(30)

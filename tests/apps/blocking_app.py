@@ -1,7 +1,7 @@
 """A WSGI app for tests of the web service's gunicorn worker (tests/test_gunicorn_worker.py).
 
 ``/hold`` answers only once the file named by ``RELEASE_FILE`` exists (at most 60 s);
-``/pid`` answers at once. Both answer with the worker's process id.
+``/busy`` after 20 ms; ``/pid`` at once. Each answers with the worker's process id.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ def app(environ, start_response):
         deadline = time.monotonic() + HOLD_LIMIT_SECONDS
         while not release.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
+    elif environ["PATH_INFO"] == "/busy":
+        time.sleep(0.02)
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
