@@ -1,6 +1,7 @@
 """The web service's gunicorn worker (bridge/gunicorn_worker.py), in a live gunicorn run with
 the bridge's own settings file: a worker whose threads are all busy leaves new connections
-to a worker with a free thread."""
+to a worker with a free thread, and takes one all the same when no worker has a thread
+free."""
 
 from __future__ import annotations
 
