@@ -70,7 +70,7 @@ from bridge.records import (
     Record,
     RecordStore,
 )
-from bridge.redis_connection import lock_key
+from bridge.redis_connection import lock_key, record_key
 from schemas.finan import decode_request, encode_request
 from schemas.tourwell import load_invoice
 
@@ -175,8 +175,8 @@ class InvoiceOperations:
         """
         source_fingerprint = source if payload is not None else None
         given = self._load(invoice_id, payload) if payload is not None else None
-        with self._locked(invoice_id) as lock:
-            record = self._records.get_or_new(invoice_id)
+        with self._locked(invoice_id) as (lock, known):
+            record = known or self._records.new(invoice_id)
             if _cancelled(record):
                 raise Conflict(
                     f"invoice {invoice_id} was cancelled; a cancelled invoice can't be issued again"
@@ -213,8 +213,7 @@ class InvoiceOperations:
 
     def update(self, invoice_id: int, fields: dict[str, Any]) -> Outcome:
         """Pull the CRM's current invoice, lay the update fields over it, and send it."""
-        with self._locked(invoice_id) as lock:
-            record = self._records.get(invoice_id)
+        with self._locked(invoice_id) as (lock, record):
             if record is None or not (record.accepted or record.state == QUEUED):
                 raise Conflict(f"invoice {invoice_id} has not been issued yet; issue it first")
             if _cancelled(record):
@@ -237,8 +236,7 @@ class InvoiceOperations:
 
     def cancel(self, invoice_id: int, cancel_note: str | None) -> Outcome:
         """Finan has no cancel: send the latest body emptied of anything to collect."""
-        with self._locked(invoice_id) as lock:
-            record = self._records.get(invoice_id)
+        with self._locked(invoice_id) as (lock, record):
             if record is None or not (record.accepted or record.state == QUEUED):
                 raise Conflict(f"invoice {invoice_id} has not been issued yet; nothing to cancel")
             if record.state == CANCELLED:
@@ -257,8 +255,7 @@ class InvoiceOperations:
         Waits for the invoice's lock (an inline operation may hold it). Returns what
         happened, for the worker's log.
         """
-        with self._locked(invoice_id, wait=True) as lock:
-            record = self._records.get(invoice_id)
+        with self._locked(invoice_id, wait=True) as (lock, record):
             if not _queued(record) or record.pending.job_id != job_id:
                 return "nothing to send: superseded or settled"
             pending = record.pending
@@ -273,7 +270,7 @@ class InvoiceOperations:
                     return f"Finan unavailable; attempt {pending.attempts + 1} scheduled"
                 self._give_up(record, pending, answer.message)
                 return f"Finan unavailable after {pending.attempts} queued attempts; dead"
-            self._accept(record, pending, answer, WORKER, write_back=True)
+            self._accept(lock, record, pending, answer, WORKER, write_back=True)
             return f"sent; {record.state}"
 
     def recover_stranded(self) -> list[int]:
@@ -285,19 +282,18 @@ class InvoiceOperations:
         recovered = []
         for invoice_id in self._records.ids_in_state(QUEUED):
             try:
-                with self._locked(invoice_id):
-                    if self._reschedule_if_stranded(invoice_id):
+                with self._locked(invoice_id) as (_, record):
+                    if self._reschedule_if_stranded(record):
                         recovered.append(invoice_id)
             except InFlight:
                 continue  # busy: whoever holds the lock deals with it
         return recovered
 
-    def _reschedule_if_stranded(self, invoice_id: int) -> bool:
+    def _reschedule_if_stranded(self, record: Record | None) -> bool:
         """Under the invoice's lock: a new job now if it is queued without a live one."""
-        record = self._records.get(invoice_id)
         if not _queued(record) or queue.job_is_live(self._redis, record.pending.job_id):
             return False
-        log.warning("invoice %s was queued without a live job; scheduling one", invoice_id)
+        log.warning("invoice %s was queued without a live job; scheduling one", record.invoice_id)
         self._enqueue(record, record.pending, "recovered a lost queue job", WORKER, delay=0)
         return True
 
@@ -324,8 +320,9 @@ class InvoiceOperations:
         for). A cancelled invoice, or one whose cancel is pending, gets its cancel body again:
         a re-sync never un-cancels. Finan unavailable: queued again, with a fresh schedule.
         """
-        with self._locked(invoice_id) as lock:
-            record = self.get(invoice_id)
+        with self._locked(invoice_id) as (lock, record):
+            if record is None:
+                raise NotFound(f"invoice {invoice_id} is unknown to the bridge")
             operation, body, code = self._resync_plan(record)
             record.code = code or record.code
             if not _resync_sends(record, body, force):
@@ -384,9 +381,16 @@ class InvoiceOperations:
             self._records.save(record)
 
     @contextmanager
-    def _locked(self, invoice_id: int, wait: bool = False) -> Iterator[InvoiceLock]:
-        lock = self._redis.lock(
-            lock_key(invoice_id), timeout=LOCK_TIMEOUT_SECONDS, lock_class=InvoiceLock
+    def _locked(
+        self, invoice_id: int, wait: bool = False
+    ) -> Iterator[tuple[InvoiceLock, Record | None]]:
+        """The invoice's lock, and its record (None if it has none) read in the same round
+        trip, just after the lock was taken."""
+        lock = InvoiceLock(
+            self._redis,
+            lock_key(invoice_id),
+            timeout=LOCK_TIMEOUT_SECONDS,
+            read_key=record_key(invoice_id),
         )
         if not lock.acquire(blocking=wait, blocking_timeout=LOCK_TIMEOUT_SECONDS):
             raise InFlight(
@@ -394,12 +398,13 @@ class InvoiceOperations:
                 retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
             )
         try:
-            yield lock
+            yield lock, self._records.decode(lock.read_value)
         finally:
-            try:
-                lock.release()
-            except LockError:
-                log.warning("lock on invoice %s expired before release", invoice_id)
+            if lock.held:  # not already released with the save (``_accept``)
+                try:
+                    lock.release()
+                except LockError:
+                    log.warning("lock on invoice %s expired before release", invoice_id)
 
     def _send(
         self, lock: InvoiceLock, record: Record, pending: Pending, outcome: Outcome
@@ -442,7 +447,7 @@ class InvoiceOperations:
         if isinstance(answer, ProviderUnavailable):
             self._enqueue(record, pending, answer.message, actor)
             return Outcome(202, QUEUED_MESSAGE, record)
-        self._accept(record, pending, answer, actor, write_back)
+        self._accept(lock, record, pending, answer, actor, write_back)
         return outcome
 
     def _call_finan(
@@ -462,12 +467,15 @@ class InvoiceOperations:
 
     def _accept(
         self,
+        lock: InvoiceLock,
         record: Record,
         pending: Pending,
         answer: FinanAnswer,
         actor: str,
         write_back: bool = False,
     ) -> None:
+        """Finan accepted ``pending``: save it as what Finan holds, and release the lock in
+        the same transaction (the operation's last step)."""
         data = answer.data
         record.state = pending.state
         record.fingerprint = fingerprint(pending.body)
@@ -480,7 +488,10 @@ class InvoiceOperations:
         record.total_amount = data.get("total_amount")
         record.tax_amount = data.get("tax_amount")
         event = Event(pending.operation, actor, record.state, answer.message, answer.code)
-        self._records.save(record, event, self._write_back_job(record, write_back))
+        release = lock.release_step()
+        self._records.save(record, event, self._write_back_job(record, write_back), release)
+        if release is not None:
+            lock.released_in_transaction()
 
     def _reject(
         self,
@@ -544,9 +555,35 @@ class InvoiceOperations:
 
 class InvoiceLock(Lock):
     """redis-py's lock, knowing how long it is surely still held: Redis counts its expiry
-    from after the moment this process noted just before taking or renewing it."""
+    from after the moment this process noted just before taking or renewing it.
+
+    It reads ``read_key`` in the same round trip as it is taken (``read_value``, None
+    until then or if the key is missing), and can be released inside a transaction.
+    """
 
     _valid_from = float("-inf")
+
+    def __init__(self, redis_client: redis.Redis, name: str, *, read_key: str, **kwargs) -> None:
+        super().__init__(redis_client, name, **kwargs)
+        self.read_key = read_key
+        self.read_value: bytes | None = None
+
+    @property
+    def held(self) -> bool:
+        """Taken by this process and not released (by its own reckoning)."""
+        return self.local.token is not None
+
+    def release_step(self) -> Callable[[redis.client.Pipeline], None] | None:
+        """The lock's release as a step of a transaction: a plain DEL, so only while the
+        lock is surely still this process's (``has_half_left``); None otherwise, leaving it
+        to ``release``, which checks the token. Once the transaction has run, call
+        ``released_in_transaction``."""
+        if not self.has_half_left():
+            return None
+        return lambda pipe: pipe.delete(self.name)
+
+    def released_in_transaction(self) -> None:
+        self.local.token = None
 
     def has_half_left(self) -> bool:
         """At least half the lock's time is surely left, by this process's clock."""
@@ -568,11 +605,17 @@ class InvoiceLock(Lock):
             ) from None
 
     def do_acquire(self, token: str) -> bool:
+        # redis-py's SET NX PX, with the GET of ``read_key`` in the same round trip: run
+        # in this order, so the value read is the one under the lock when it is taken.
         asked_at = time.monotonic()
-        taken = super().do_acquire(token)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.name, token, nx=True, px=int(self.timeout * 1000))
+            pipe.get(self.read_key)
+            taken, value = pipe.execute()
         if taken:
             self._valid_from = asked_at
-        return taken
+            self.read_value = value
+        return bool(taken)
 
     def do_reacquire(self) -> bool:
         asked_at = time.monotonic()

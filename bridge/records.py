@@ -164,11 +164,14 @@ class RecordStore:
         self._cipher = cipher or Cipher(())
 
     def get(self, invoice_id: int) -> Record | None:
-        raw = self._redis.get(record_key(invoice_id))
+        return self.decode(self._redis.get(record_key(invoice_id)))
+
+    def decode(self, raw: bytes | None) -> Record | None:
+        """The record stored as ``raw`` (the value at its key, read by whoever read it)."""
         return Record.from_json(self._cipher.open(raw)) if raw is not None else None
 
-    def get_or_new(self, invoice_id: int) -> Record:
-        return self.get(invoice_id) or Record(
+    def new(self, invoice_id: int) -> Record:
+        return Record(
             invoice_id=invoice_id,
             provider_invoice_id=provider_invoice_id(self._base_url, invoice_id),
         )
@@ -177,9 +180,10 @@ class RecordStore:
         self,
         record: Record,
         event: Event | None = None,
-        also: Callable[[redis.client.Pipeline], None] | None = None,
+        *also: Callable[[redis.client.Pipeline], None] | None,
     ) -> None:
-        """Write the record, its indexes and ``event``, plus ``also(pipeline)``, atomically."""
+        """Write the record, its indexes and ``event``, plus each step of ``also`` (given
+        the pipeline; None is skipped), atomically."""
         record.updated_at = now_iso()
         score = time.time()
         with self._redis.pipeline(transaction=True) as pipe:
@@ -195,8 +199,9 @@ class RecordStore:
                 pipe.zadd(CODE_INDEX_KEY, {code_member(record.code, record.invoice_id): 0})
             if event is not None:
                 self._push_event(pipe, record.invoice_id, event)
-            if also is not None:
-                also(pipe)
+            for step in also:
+                if step is not None:
+                    step(pipe)
             pipe.execute()
 
     def add_event(self, invoice_id: int, event: Event) -> None:

@@ -17,7 +17,7 @@ from conftest import CRM_TOKEN, OTHER_CRM_TOKEN
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.redis_connection import lock_key
+from bridge.redis_connection import lock_key, record_key
 from bridge.sandbox.samples import sample_invoices
 
 API = "/api/v1/invoices"
@@ -659,7 +659,7 @@ def test_an_issue_body_that_is_not_an_invoice_object_is_422(client, crm_headers,
 def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redis):
     from bridge.operations import InvoiceLock
 
-    lock = redis.lock(lock_key(17), timeout=1, lock_class=InvoiceLock)
+    lock = InvoiceLock(redis, lock_key(17), timeout=1, read_key=record_key(17))
     assert not lock.has_half_left()  # not taken yet
     assert lock.acquire(blocking=False)
     assert lock.has_half_left()
@@ -669,6 +669,62 @@ def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redi
     assert lock.has_half_left()
     assert redis.pttl(lock_key(17)) > 500
     lock.release()
+
+
+def test_the_invoice_lock_reads_its_key_in_the_round_trip_that_takes_it(redis):
+    from bridge.operations import InvoiceLock
+
+    redis.set(record_key(17), b"the record")
+    first = InvoiceLock(redis, lock_key(17), timeout=5, read_key=record_key(17))
+    second = InvoiceLock(redis, lock_key(17), timeout=5, read_key=record_key(17))
+
+    assert first.acquire(blocking=False)
+    assert first.read_value == b"the record"
+    assert not second.acquire(blocking=False)
+    assert second.read_value is None  # not taken: nothing read under it
+    first.release()
+    redis.delete(record_key(17))
+    assert second.acquire(blocking=False)
+    assert second.read_value is None  # the key is gone
+    second.release()
+
+
+def test_the_invoice_lock_is_released_in_a_transaction_only_while_surely_held(redis):
+    from bridge.operations import InvoiceLock
+
+    lock = InvoiceLock(redis, lock_key(17), timeout=1, read_key=record_key(17))
+    assert lock.acquire(blocking=False)
+    release = lock.release_step()
+    assert release is not None
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.set(record_key(17), b"saved")
+        release(pipe)
+        pipe.execute()
+    lock.released_in_transaction()
+    assert not lock.held and redis.exists(lock_key(17)) == 0
+
+    assert lock.acquire(blocking=False)
+    time.sleep(0.6)  # less than half its time surely left: another may hold it soon
+    assert lock.release_step() is None
+    lock.release()  # redis-py's release, which checks the token
+    assert not lock.held
+
+
+def test_an_accepted_issue_releases_its_lock_with_the_save(client, crm_headers, redis):
+    """A new invoice costs three round trips to Redis: the read that recognises a repeat,
+    the lock with the record, and the save with the lock's release."""
+
+    def calls(command: str) -> int:
+        return redis.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+    before = {command: calls(command) for command in ("evalsha", "eval", "del", "exec", "get")}
+    assert issue(client, crm_headers, json=sample_invoices()[17]).status_code == 201
+    after = {command: calls(command) for command in before}
+
+    assert after["evalsha"] + after["eval"] == before["evalsha"] + before["eval"]
+    assert after["del"] == before["del"] + 1 and after["exec"] == before["exec"] + 1
+    assert after["get"] == before["get"] + 2
+    assert redis.exists(lock_key(17)) == 0
 
 
 def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converges(
