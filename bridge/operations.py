@@ -488,10 +488,9 @@ class InvoiceOperations:
         record.total_amount = data.get("total_amount")
         record.tax_amount = data.get("tax_amount")
         event = Event(pending.operation, actor, record.state, answer.message, answer.code)
-        release = lock.release_step()
-        self._records.save(record, event, self._write_back_job(record, write_back), release)
-        if release is not None:
-            lock.released_in_transaction()
+        write_back_job = self._write_back_job(record, write_back)
+        self._records.save(record, event, write_back_job, lock.release_step())
+        lock.released_in_transaction()
 
     def _reject(
         self,
@@ -558,7 +557,8 @@ class InvoiceLock(Lock):
     from after the moment this process noted just before taking or renewing it.
 
     It reads ``read_key`` in the same round trip as it is taken (``read_value``, None
-    until then or if the key is missing), and can be released inside a transaction.
+    until then or if the key is missing), and can be released inside a transaction; after
+    that, nothing more may be done under it.
     """
 
     _valid_from = float("-inf")
@@ -573,22 +573,21 @@ class InvoiceLock(Lock):
         """Taken by this process and not released (by its own reckoning)."""
         return self.local.token is not None
 
-    def release_step(self) -> Callable[[redis.client.Pipeline], None] | None:
-        """The lock's release as a step of a transaction: a plain DEL, so only while the
-        lock is surely still this process's (``has_half_left``); None otherwise, leaving it
-        to ``release``, which checks the token. Once the transaction has run, call
-        ``released_in_transaction``."""
-        if not self.has_half_left():
-            return None
-        return lambda pipe: pipe.delete(self.name)
+    def release_step(self) -> Callable[[redis.client.Pipeline], None]:
+        """The lock's release as a step of a transaction: redis-py's own release script
+        (it deletes the key only if it still holds this process's token), run by EVAL, not
+        EVALSHA, which would fail inside the transaction after a Redis restart emptied its
+        script cache. Once the transaction has run, call ``released_in_transaction``."""
+        token = self.local.token
+        return lambda pipe: pipe.eval(self.LUA_RELEASE_SCRIPT, 1, self.name, token)
 
     def released_in_transaction(self) -> None:
         self.local.token = None
 
     def has_half_left(self) -> bool:
-        """At least half the lock's time is surely left, by this process's clock."""
+        """Held, with at least half its time surely left, by this process's clock."""
         timeout = self.timeout or 0
-        return time.monotonic() - self._valid_from <= timeout / 2
+        return self.held and time.monotonic() - self._valid_from <= timeout / 2
 
     def fence(self, before: str) -> None:
         """Make sure the lock has half its time left (renewing it if need be), or stop if it
