@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.processes import free_port
+from bench.processes import free_port, gunicorn_command, start_server
 
-REPO = Path(__file__).resolve().parents[1]
-GUNICORN_CONFIG = REPO / "deploy" / "gunicorn.conf.py"
 # Long enough for a worker with a free thread to answer; a request left to a busy worker
 # would wait for the held requests, which are released only after every answer is in.
 ANSWER_TIMEOUT_SECONDS = 10
@@ -37,59 +33,41 @@ def get(port: int, path: str, timeout: float = ANSWER_TIMEOUT_SECONDS) -> int:
         connection.close()
 
 
-def worker_pids(master: int) -> set[int]:
-    result = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True)
-    return {int(pid) for pid in result.stdout.split()}
-
-
 @pytest.fixture
 def gunicorn(request, tmp_path: Path):
     """gunicorn with the bridge's settings, 2 workers of 2 threads (or of ``threads`` given
-    with indirect parametrisation), serving the blocking app."""
+    with indirect parametrisation), serving the blocking app: (port, release file, server)."""
     threads = getattr(request, "param", 2)
     port = free_port()
     release = tmp_path / "release"
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
         "RELEASE_FILE": str(release),
         "GUNICORN_WORKERS": "2",
         "GUNICORN_THREADS": str(threads),
     }
-    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG)]
-    command += ["--bind", f"127.0.0.1:{port}", "tests.apps.blocking_app:app"]
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    command = gunicorn_command("tests.apps.blocking_app:app", port)
+    server = start_server("gunicorn", command, env, tmp_path, "/pid", port)
     try:
         deadline = time.monotonic() + 30
-        while len(worker_pids(process.pid)) < 2 or not _answers(port):
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
+        while len(server.workers()) < 2:  # both booted, not just the first
+            assert time.monotonic() < deadline, server.log_tail()
             time.sleep(0.1)
-        yield port, release, process.pid, log
+        yield port, release, server
     finally:
         release.touch()
-        process.terminate()
-        process.wait(30)
-
-
-def _answers(port: int) -> bool:
-    try:
-        get(port, "/pid", timeout=1)
-        return True
-    except OSError:
-        return False
+        server.stop()
 
 
 def test_the_settings_file_names_the_balanced_worker(gunicorn):
-    *_, log = gunicorn
-    assert "Using worker: bridge.gunicorn_worker.BalancedThreadWorker" in log.read_text()
+    *_, server = gunicorn
+    log = server.log_path.read_text()
+    assert "Using worker: bridge.gunicorn_worker.BalancedThreadWorker" in log
 
 
 def test_a_worker_with_all_threads_busy_takes_no_new_connection(gunicorn):
-    port, release, master, _ = gunicorn
-    workers = worker_pids(master)
+    port, release, server = gunicorn
+    workers = set(server.workers())
     with ThreadPoolExecutor(3) as pool:
         try:
             # Three held requests fill one worker's two threads and one of the other's.
