@@ -69,6 +69,7 @@ from bridge.records import (
     Pending,
     Record,
     RecordStore,
+    iso_utc,
 )
 from bridge.redis_connection import lock_key, record_key
 from schemas.finan import decode_request, encode_request
@@ -520,7 +521,7 @@ class InvoiceOperations:
             delay = self._retry_schedule[min(pending.attempts, len(self._retry_schedule) - 1)]
         run_at = datetime.now(UTC) + timedelta(seconds=delay)
         pending.job_id = queue.new_job_id(record.invoice_id)
-        pending.next_attempt_at = run_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        pending.next_attempt_at = iso_utc(run_at, "seconds")
         record.state = QUEUED
         record.pending = pending
         record.last_error = {"code": None, "message": why}

@@ -77,8 +77,13 @@ def provider_invoice_id(tourwell_base_url: str, invoice_id: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
+def iso_utc(moment: datetime, timespec: str = "milliseconds") -> str:
+    """``moment`` (aware, UTC) as ISO 8601 with a ``Z``: 2026-11-21T10:00:00.000Z."""
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(UTC))
 
 
 @dataclass

@@ -34,7 +34,7 @@ from bridge import queue
 from bridge.errors import BridgeError, CrmUnavailable, InFlight, NotFound, ProviderRejected
 from bridge.operations import InvoiceOperations
 from bridge.ratelimit import CrmRateLimiter
-from bridge.records import now_iso
+from bridge.records import iso_utc, now_iso
 
 if TYPE_CHECKING:
     from bridge.app import Services
@@ -291,7 +291,7 @@ class ResyncBatches:
             pipe.multi()
             pipe.hset(
                 batch_key(batch_id),
-                mapping={"job_id": next_job, "next_slice_at": _iso(run_at)},
+                mapping={"job_id": next_job, "next_slice_at": iso_utc(run_at, "seconds")},
             )
             self._schedule(batch_id, next_job, run_at if end.resume_in > 0 else None, pipe)
             pipe.execute()
@@ -387,10 +387,6 @@ def _keys(batch_id: str) -> tuple[str, ...]:
         batch_ids_key(batch_id),
         batch_problems_key(batch_id),
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _item_from_json(raw: bytes | str) -> ItemResult:
