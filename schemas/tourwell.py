@@ -39,13 +39,14 @@ VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
 
 # Amount strings: a plain number, comma thousands groups (with an optional decimal part),
 # or two or more dot groups ("40.000.000"). A single dot is a decimal point, so "40.000"
-# is forty; grouping is checked so that "1.234,56" is refused instead of misread.
-_PLAIN = re.compile(r"[+-]?\d+(?:\.\d+)?")
-_COMMA_GROUPS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_DOT_GROUPS = re.compile(r"[+-]?\d{1,3}(?:\.\d{3}){2,}")
+# is forty; grouping is checked so that "1.234,56" is refused instead of misread. Digits are
+# ASCII only (re.ASCII): "١٢٣" or a full-width "１２３" is not something the CRM's forms send.
+_PLAIN = re.compile(r"[+-]?\d+(?:\.\d+)?", re.ASCII)
+_COMMA_GROUPS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", re.ASCII)
+_DOT_GROUPS = re.compile(r"[+-]?\d{1,3}(?:\.\d{3}){2,}", re.ASCII)
 # "1.500" is 1.5 to one reader and 1 500 to another (the dot is the thousands separator in
 # Vietnamese). Both sides of the totals check would be misread alike, so refuse it.
-_AMBIGUOUS_DOT = re.compile(r"[+-]?[1-9]\d{0,2}\.\d{3}")  # "0.500" is never thousands
+_AMBIGUOUS_DOT = re.compile(r"[+-]?[1-9]\d{0,2}\.\d{3}", re.ASCII)  # "0.500" is never thousands
 # Far above any invoice (a quadrillion đồng); keeps every product and sum of the mapping
 # exact within Decimal's precision, and refuses absurd input instead of overflowing.
 MAX_AMOUNT = Decimal(10) ** 15

@@ -311,9 +311,8 @@ def test_integers_and_their_texts_are_read_exactly(number):
     )
 
 
-def test_other_digits_still_take_the_patterns():
-    assert parse_amount("١٢") == Decimal(12)  # Unicode decimal digits: as before
-    for text in ("²", "1,23", "1,2345", "12a", "1 000"):
+def test_other_forms_still_take_the_patterns():
+    for text in ("²", "١٢", "1,23", "1,2345", "12a", "1 000"):
         with pytest.raises(ValueError, match="is not an amount"):
             parse_amount(text)
 

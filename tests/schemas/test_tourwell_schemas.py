@@ -317,6 +317,12 @@ def test_unambiguous_decimals_are_read(text, value):
     assert parse_amount(text) == Decimal(value)
 
 
+@pytest.mark.parametrize("text", ["١٢٣", "１２３", "12,٣٤٥", "1.٥", "٤٠.٠٠٠.٠٠٠"])
+def test_digits_other_than_ascii_are_refused(text):
+    with pytest.raises(ValueError, match="is not an amount"):
+        parse_amount(text)
+
+
 @pytest.mark.parametrize("value", [10**15, "1" + "0" * 30, 1e308, "-1,000,000,000,000,000"])
 def test_absurd_amounts_are_refused(value):
     with pytest.raises(ValueError, match="too large"):
