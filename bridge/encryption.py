@@ -20,8 +20,9 @@ _TOKEN_PREFIX = b"gA"
 
 
 class StoredDataUnreadable(Unavailable):
-    """A stored value is encrypted with a key the bridge does not have: an operator must
-    restore the key to BRIDGE_ENCRYPTION_KEY (a 503 until then, never a wrong answer)."""
+    """A stored value can't be read: encrypted with a key the bridge does not have (an
+    operator must restore the key to BRIDGE_ENCRYPTION_KEY), or damaged. A 503 until then,
+    never a wrong answer."""
 
     reason = "stored_data_unreadable"
 

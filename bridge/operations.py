@@ -49,6 +49,7 @@ from redis.lock import Lock
 from bridge import queue
 from bridge.clients.finan import FinanAnswer, FinanClient
 from bridge.clients.tourwell import TourwellClient
+from bridge.encryption import StoredDataUnreadable
 from bridge.errors import (
     Conflict,
     InFlight,
@@ -288,6 +289,8 @@ class InvoiceOperations:
                         recovered.append(invoice_id)
             except InFlight:
                 continue  # busy: whoever holds the lock deals with it
+            except StoredDataUnreadable as exc:  # one bad record must not block the rest
+                log.error("invoice %s skipped by the sweep: %s", invoice_id, exc.message)
         return recovered
 
     def _reschedule_if_stranded(self, record: Record | None) -> bool:
@@ -325,10 +328,14 @@ class InvoiceOperations:
             if record is None:
                 raise NotFound(f"invoice {invoice_id} is unknown to the bridge")
             operation, body, code = self._resync_plan(record)
+            code_is_new = bool(code) and code != record.code  # e.g. a record kept before codes
             record.code = code or record.code
             if not _resync_sends(record, body, force):
                 event = Event(RESYNC, OPERATOR, UNCHANGED, "nothing sent to Finan")
-                self._records.add_event(invoice_id, event)
+                if code_is_new:  # saved with the event, so that a search finds it
+                    self._records.save(record, event)
+                else:
+                    self._records.add_event(invoice_id, event)
                 return ResyncOutcome(200, RESYNC_UNCHANGED_MESSAGE, record, UNCHANGED)
             state = CANCELLED if operation == CANCEL else ISSUED
             pending = Pending(operation, body.decode(), state)

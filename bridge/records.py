@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from bridge.encryption import Cipher
+from bridge.encryption import Cipher, StoredDataUnreadable
 from bridge.redis_connection import record_key
 
 ISSUED = "issued"
@@ -173,7 +173,17 @@ class RecordStore:
 
     def decode(self, raw: bytes | None) -> Record | None:
         """The record stored as ``raw`` (the value at its key, read by whoever read it)."""
-        return Record.from_json(self._cipher.open(raw)) if raw is not None else None
+        if raw is None:
+            return None
+        text = self._cipher.open(raw)
+        try:
+            return Record.from_json(text)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise StoredDataUnreadable(
+                f"the bridge's record of this invoice in Redis is damaged ({type(exc).__name__}); "
+                "an operator must restore it from a backup or delete it (the CRM's next issue "
+                "writes it again, on the same Finan invoice)"
+            ) from None
 
     def new(self, invoice_id: int) -> Record:
         return Record(
@@ -242,7 +252,7 @@ class RecordStore:
         if not invoice_ids:
             return []
         raws = self._redis.mget([record_key(invoice_id) for invoice_id in invoice_ids])
-        return [Record.from_json(self._cipher.open(raw)) for raw in raws if raw is not None]
+        return [self.decode(raw) for raw in raws if raw is not None]
 
     def exists(self, invoice_ids: list[int]) -> list[bool]:
         with self._redis.pipeline(transaction=False) as pipe:

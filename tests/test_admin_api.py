@@ -223,6 +223,25 @@ def test_resync_of_unchanged_content_sends_nothing_unless_forced(client, crm_hea
     assert body_force.json["data"]["result"] == "sent"
 
 
+def test_an_unchanged_resync_keeps_a_code_the_record_lacked(app, client, crm_headers, finan):
+    issue(client, crm_headers)
+    records = app.extensions["bridge"].records
+    record = records.get(17)
+    code, record.code = record.code, None  # a record kept before the bridge kept codes
+    records.save(record)
+    redis = app.extensions["bridge"].redis
+    redis.delete("bridge:index:code")
+    assert client.get(f"/admin/invoices?q={code}", headers=ADMIN).json["data"]["invoices"] == []
+
+    plain = client.post("/admin/invoices/17/resync", headers=ADMIN)
+
+    assert plain.json["data"]["result"] == "unchanged"
+    assert len(finan_puts(finan)) == 1
+    assert records.get(17).code == code
+    found = client.get(f"/admin/invoices?q={code}", headers=ADMIN).json["data"]["invoices"]
+    assert [r["invoice_id"] for r in found] == [17]
+
+
 def test_resync_never_uncancels(client, crm_headers, finan, tourwell):
     issue(client, crm_headers)
     client.post(f"{API}/17/cancel", headers=crm_headers, json={"cancel_note": "off"})

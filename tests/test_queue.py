@@ -378,3 +378,31 @@ def test_a_rejected_cancel_still_bars_issue_and_update_and_can_be_sent_again(
     assert again.status_code == 201
     assert record_of(client, crm_headers)["state"] == "cancelled"
     assert finan_puts(finan)[-1]["body"]["items"] == []
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [Fernet(Fernet.generate_key()).encrypt(b"{}"), b"{not json", b'{"pending": 3}'],
+    ids=["key not held", "not JSON", "wrong shape"],
+)
+def test_an_unreadable_queued_record_does_not_stop_the_sweep_for_the_others(
+    app, client, crm_headers, finan, redis, stored
+):
+    redis.set(record_key(9), stored)
+    redis.zadd(state_index_key("queued"), {9: 0})  # swept before invoice 17
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers)
+    bridge_queue(redis).empty()  # 17's job lost, as a Redis without AOF would lose it
+
+    assert app.extensions["bridge"].operations.recover_stranded() == [17]
+    assert redis.get(record_key(9)) == stored  # the damaged record is left for an operator
+
+
+def test_a_damaged_record_is_a_503_that_says_so(app, client, crm_headers, redis):
+    redis.set(record_key(17), b"{not json")
+
+    response = client.get(f"{API}/17", headers=crm_headers)
+
+    assert response.status_code == 503
+    assert "damaged" in response.json["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
