@@ -72,7 +72,7 @@ from bridge.records import (
     RecordStore,
     iso_utc,
 )
-from bridge.redis_connection import lock_key, record_key
+from bridge.redis_connection import lock_key
 from schemas.finan import decode_request, encode_request
 from schemas.tourwell import load_invoice
 
@@ -208,7 +208,7 @@ class InvoiceOperations:
         other request."""
         if source is None:
             return None  # no invoice in the body: the CRM's copy decides
-        known = self._records.get(invoice_id)
+        known = self._records.get(invoice_id, with_body=False)
         if known is not None and _issued_from(known, source):
             return Outcome(201, ALREADY_ISSUED_MESSAGE, known)
         return None
@@ -392,13 +392,13 @@ class InvoiceOperations:
     def _locked(
         self, invoice_id: int, wait: bool = False
     ) -> Iterator[tuple[InvoiceLock, Record | None]]:
-        """The invoice's lock, and its record (None if it has none) read in the same round
-        trip, just after the lock was taken."""
+        """The invoice's lock, and its record (None if it has none, else with its last body)
+        read in the same round trip, just after the lock was taken."""
         lock = InvoiceLock(
             self._redis,
             lock_key(invoice_id),
             timeout=LOCK_TIMEOUT_SECONDS,
-            read_key=record_key(invoice_id),
+            read_keys=self._records.keys(invoice_id),
         )
         if not lock.acquire(blocking=wait, blocking_timeout=LOCK_TIMEOUT_SECONDS):
             raise InFlight(
@@ -406,7 +406,7 @@ class InvoiceOperations:
                 retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
             )
         try:
-            yield lock, self._records.decode(lock.read_value)
+            yield lock, self._records.decode(*lock.read_values)
         finally:
             if lock.held:  # not already released with the save (``_accept``)
                 try:
@@ -564,17 +564,19 @@ class InvoiceLock(Lock):
     """redis-py's lock, knowing how long it is surely still held: Redis counts its expiry
     from after the moment this process noted just before taking or renewing it.
 
-    It reads ``read_key`` in the same round trip as it is taken (``read_value``, None
-    until then or if the key is missing), and can be released inside a transaction; after
-    that, nothing more may be done under it.
+    It reads ``read_keys`` in the same round trip as it is taken (``read_values``, a None
+    for each until then, or for a missing key), and can be released inside a transaction;
+    after that, nothing more may be done under it.
     """
 
     _valid_from = float("-inf")
 
-    def __init__(self, redis_client: redis.Redis, name: str, *, read_key: str, **kwargs) -> None:
+    def __init__(
+        self, redis_client: redis.Redis, name: str, *, read_keys: tuple[str, ...], **kwargs
+    ) -> None:
         super().__init__(redis_client, name, **kwargs)
-        self.read_key = read_key
-        self.read_value: bytes | None = None
+        self.read_keys = read_keys
+        self.read_values: list[bytes | None] = [None] * len(read_keys)
 
     @property
     def held(self) -> bool:
@@ -612,16 +614,16 @@ class InvoiceLock(Lock):
             ) from None
 
     def do_acquire(self, token: str) -> bool:
-        # redis-py's SET NX PX, with the GET of ``read_key`` in the same round trip: run
-        # in this order, so the value read is the one under the lock when it is taken.
+        # redis-py's SET NX PX, with the MGET of ``read_keys`` in the same round trip: run
+        # in this order, so the values read are the ones under the lock when it is taken.
         asked_at = time.monotonic()
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.name, token, nx=True, px=int(self.timeout * 1000))
-            pipe.get(self.read_key)
-            taken, value = pipe.execute()
+            pipe.mget(self.read_keys)
+            taken, values = pipe.execute()
         if taken:
             self._valid_from = asked_at
-            self.read_value = value
+            self.read_values = values
         return bool(taken)
 
     def do_reacquire(self) -> bool:

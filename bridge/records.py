@@ -7,6 +7,11 @@ SHA-256 of the CRM's issue request that body was mapped from, so the same reques
 answered at once. ``pending`` is the
 operation Finan has not accepted yet (queued, failed or dead), with the exact body to send.
 
+That last accepted body (``last_body``, about 8 KB for 20 price rows) is kept under its own
+key, ``bridge:body:<id>``, written in the same transaction as the record: a repeated
+request and the operators' lists read the small record alone. Records kept before that
+hold the body inside; they are read as they are, and split at their next save.
+
 Beside each record: its history (a capped list of events, newest first) and two indexes,
 sorted sets scored by the time of the last change, one of all records and one per state.
 A save writes the record, its indexes, its event and whatever the caller adds (such as the
@@ -33,7 +38,7 @@ from typing import Any
 import redis
 
 from bridge.encryption import Cipher, StoredDataUnreadable
-from bridge.redis_connection import record_key
+from bridge.redis_connection import body_key, record_key
 
 ISSUED = "issued"
 CANCELLED = "cancelled"
@@ -142,7 +147,9 @@ class Record:
         return self.fingerprint is not None
 
     def to_json(self) -> str:
+        """The record without ``last_body``, which ``RecordStore`` keeps under its own key."""
         value = dataclasses.asdict(self)
+        del value["last_body"]
         for name in _MONEY_FIELDS:
             if value[name] is not None:
                 value[name] = str(value[name])
@@ -168,22 +175,37 @@ class RecordStore:
         self._base_url = tourwell_base_url
         self._cipher = cipher or Cipher(())
 
-    def get(self, invoice_id: int) -> Record | None:
-        return self.decode(self._redis.get(record_key(invoice_id)))
+    @staticmethod
+    def keys(invoice_id: int) -> tuple[str, str]:
+        """The keys of an invoice's record and of its last accepted body, in that order."""
+        return record_key(invoice_id), body_key(invoice_id)
 
-    def decode(self, raw: bytes | None) -> Record | None:
-        """The record stored as ``raw`` (the value at its key, read by whoever read it)."""
+    def get(self, invoice_id: int, with_body: bool = True) -> Record | None:
+        """The invoice's record; ``with_body=False`` leaves ``last_body`` unread (None), for
+        a reader that does not need it and will not save the record."""
+        if not with_body:
+            return self.decode(self._redis.get(record_key(invoice_id)))
+        return self.decode(*self._redis.mget(self.keys(invoice_id)))
+
+    def decode(self, raw: bytes | None, raw_body: bytes | None = None) -> Record | None:
+        """The record stored as ``raw``, with the body stored as ``raw_body`` (the values at
+        ``keys``, read by whoever read them). A record Finan accepted a body for has one:
+        without it (read with ``with_body=False``, or lost) ``last_body`` is None."""
         if raw is None:
             return None
         text = self._cipher.open(raw)
         try:
-            return Record.from_json(text)
+            record = Record.from_json(text)
         except (ValueError, TypeError, AttributeError) as exc:
             raise StoredDataUnreadable(
                 f"the bridge's record of this invoice in Redis is damaged ({type(exc).__name__}); "
                 "an operator must restore it from a backup or delete it (the CRM's next issue "
                 "writes it again, on the same Finan invoice)"
             ) from None
+        # Only an accepted record's: a body left by a record deleted by hand is not this one's.
+        if raw_body is not None and record.last_body is None and record.accepted:
+            record.last_body = self._cipher.open(raw_body)
+        return record
 
     def new(self, invoice_id: int) -> Record:
         return Record(
@@ -204,6 +226,8 @@ class RecordStore:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.multi()  # explicit, so that ``also`` (e.g. RQ) adds to this same transaction
             pipe.set(record_key(record.invoice_id), self._cipher.seal(record.to_json()))
+            if record.last_body is not None:  # None: not read, and so left as it is
+                pipe.set(body_key(record.invoice_id), self._cipher.seal(record.last_body))
             pipe.zadd(INDEX_ALL_KEY, {record.invoice_id: score})
             for state in STATES:
                 if state != record.state:
@@ -248,7 +272,8 @@ class RecordStore:
         return dict(zip(STATES, counts, strict=True))
 
     def get_many(self, invoice_ids: list[int]) -> list[Record]:
-        """The records of ``invoice_ids`` that exist, in the same order."""
+        """The records of ``invoice_ids`` that exist, in the same order, without their
+        ``last_body`` (for lists)."""
         if not invoice_ids:
             return []
         raws = self._redis.mget([record_key(invoice_id) for invoice_id in invoice_ids])

@@ -32,6 +32,10 @@ def record_key(invoice_id: int) -> str:
     return f"{KEY_PREFIX}record:{invoice_id}"
 
 
+def body_key(invoice_id: int) -> str:
+    return f"{KEY_PREFIX}body:{invoice_id}"
+
+
 def lock_key(invoice_id: int) -> str:
     return f"{KEY_PREFIX}lock:invoice:{invoice_id}"
 

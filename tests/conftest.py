@@ -141,3 +141,19 @@ def client(app):
 @pytest.fixture
 def crm_headers():
     return {"Authorization": f"Bearer {CRM_TOKEN}"}
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """Counts the requests this process sends to Redis (a pipeline's commands go in one)."""
+    from redis.connection import AbstractConnection
+
+    sent = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(connection, command, check_health=True):
+        sent.append(command)
+        return send(connection, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return sent

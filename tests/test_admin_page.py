@@ -12,6 +12,7 @@ from test_queue import run_worker
 
 from bridge.app import create_app
 from bridge.config import load_settings
+from bridge.operations import fingerprint
 from bridge.records import Event, Record, provider_invoice_id
 
 
@@ -179,6 +180,7 @@ def test_everything_shown_is_escaped(operator, app, redis):
     record.code = "<script>alert(1)</script>"
     record.last_error = {"code": 104001, "message": '<img src=x onerror="alert(2)">'}
     record.last_body = '{"customer": {"name": "<b>Lan</b>"}}'
+    record.fingerprint = fingerprint(record.last_body)  # Finan accepted that body before
     store.save(record, Event("issue", "crm", "failed", "<i>bad</i>", 104001))
 
     listing = page(operator, "/admin/")

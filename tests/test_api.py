@@ -17,7 +17,7 @@ from conftest import CRM_TOKEN, OTHER_CRM_TOKEN
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.redis_connection import lock_key, record_key
+from bridge.redis_connection import body_key, lock_key, record_key
 from bridge.sandbox.samples import sample_invoices
 
 API = "/api/v1/invoices"
@@ -659,7 +659,7 @@ def test_an_issue_body_that_is_not_an_invoice_object_is_422(client, crm_headers,
 def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redis):
     from bridge.operations import InvoiceLock
 
-    lock = InvoiceLock(redis, lock_key(17), timeout=2, read_key=record_key(17))
+    lock = InvoiceLock(redis, lock_key(17), timeout=2, read_keys=(record_key(17),))
     assert not lock.has_half_left()  # not taken yet
     assert lock.acquire(blocking=False)
     assert lock.has_half_left()
@@ -672,46 +672,32 @@ def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redi
     assert not lock.has_half_left()  # released
 
 
-@pytest.fixture
-def round_trips(monkeypatch):
-    """Counts the requests this process sends to Redis (a pipeline's commands go in one)."""
-    from redis.connection import AbstractConnection
-
-    sent = []
-    send = AbstractConnection.send_packed_command
-
-    def counted(connection, command, check_health=True):
-        sent.append(command)
-        return send(connection, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return sent
-
-
-def test_the_invoice_lock_reads_its_key_in_the_round_trip_that_takes_it(redis, round_trips):
+def test_the_invoice_lock_reads_its_keys_in_the_round_trip_that_takes_it(redis, round_trips):
     from bridge.operations import InvoiceLock
 
+    keys = (record_key(17), body_key(17))
     redis.set(record_key(17), b"the record")
-    first = InvoiceLock(redis, lock_key(17), timeout=5, read_key=record_key(17))
-    second = InvoiceLock(redis, lock_key(17), timeout=5, read_key=record_key(17))
+    redis.set(body_key(17), b"the body")
+    first = InvoiceLock(redis, lock_key(17), timeout=5, read_keys=keys)
+    second = InvoiceLock(redis, lock_key(17), timeout=5, read_keys=keys)
 
     round_trips.clear()
     assert first.acquire(blocking=False)
-    assert first.read_value == b"the record"
+    assert first.read_values == [b"the record", b"the body"]
     assert len(round_trips) == 1
     assert not second.acquire(blocking=False)
-    assert second.read_value is None  # not taken: nothing read under it
+    assert second.read_values == [None, None]  # not taken: nothing read under it
     first.release()
     redis.delete(record_key(17))
     assert second.acquire(blocking=False)
-    assert second.read_value is None  # the key is gone
+    assert second.read_values == [None, b"the body"]  # the record's key is gone
     second.release()
 
 
 def test_the_invoice_lock_is_released_in_a_transaction_only_if_still_its_own(redis):
     from bridge.operations import InvoiceLock
 
-    lock = InvoiceLock(redis, lock_key(17), timeout=5, read_key=record_key(17))
+    lock = InvoiceLock(redis, lock_key(17), timeout=5, read_keys=(record_key(17),))
     assert lock.acquire(blocking=False)
     with redis.pipeline(transaction=True) as pipe:
         pipe.set(record_key(17), b"saved")

@@ -1,0 +1,78 @@
+"""How a record is kept in Redis: the record, and beside it the last body Finan accepted."""
+
+from __future__ import annotations
+
+import json
+
+from test_api import API, finan_puts, issue
+
+from bridge.records import Record
+from bridge.redis_connection import body_key, record_key
+from bridge.sandbox.samples import sample_invoices
+
+
+def records_of(app):
+    return app.extensions["bridge"].records
+
+
+def test_the_last_body_is_kept_beside_the_record_and_a_repeat_reads_the_record_alone(
+    app, client, crm_headers, finan, redis, round_trips
+):
+    body = json.dumps(sample_invoices()[17])
+    assert issue(client, crm_headers, data=body, content_type="application/json").status_code == 201
+
+    stored = json.loads(redis.get(record_key(17)))
+    assert "last_body" not in stored
+    assert json.loads(redis.get(body_key(17))) == finan_puts(finan)[0]["body"]
+
+    round_trips.clear()
+    repeat = issue(client, crm_headers, data=body, content_type="application/json")
+
+    assert repeat.status_code == 201
+    (command,) = round_trips  # one round trip: the GET of the record
+    assert b"".join(command) == b"*2\r\n$3\r\nGET\r\n$16\r\nbridge:record:17\r\n"
+    assert len(finan_puts(finan)) == 1
+
+
+def test_a_record_kept_with_its_body_inside_is_read_and_split_at_its_next_save(
+    app, client, crm_headers, finan, redis
+):
+    assert issue(client, crm_headers).status_code == 201
+    issued_body = redis.get(body_key(17)).decode()
+    old_form = json.loads(redis.get(record_key(17)))
+    old_form["last_body"] = issued_body  # as records were kept before the split
+    redis.set(record_key(17), json.dumps(old_form))
+    redis.delete(body_key(17))
+    assert records_of(app).get(17).last_body == issued_body
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers, json={"cancel_note": "off"})
+
+    assert cancel.status_code == 201
+    sent = finan_puts(finan)[-1]["body"]
+    assert sent["items"] == []  # built from the body kept inside the old record
+    assert sent["reference_code"] == json.loads(issued_body)["reference_code"]
+    assert "last_body" not in json.loads(redis.get(record_key(17)))
+    assert json.loads(redis.get(body_key(17))) == sent
+
+
+def test_a_body_left_behind_by_a_record_deleted_by_hand_is_not_read_as_a_new_records(app, redis):
+    records = records_of(app)
+    redis.set(body_key(17), b'{"value_at": "2020-01-01T00:00:00.000Z"}')  # an old record's
+    records.save(records.new(17))  # a new record, Finan has accepted nothing for it yet
+
+    assert records.get(17).last_body is None
+    assert records.get(17, with_body=False).last_body is None
+
+
+def test_a_record_read_without_its_body_and_saved_keeps_the_body(app, client, crm_headers, redis):
+    assert issue(client, crm_headers).status_code == 201
+    records = records_of(app)
+    kept = redis.get(body_key(17))
+
+    record = records.get(17, with_body=False)
+    assert isinstance(record, Record) and record.last_body is None
+    record.lookup_url = "https://example.test/lookup/17"
+    records.save(record)
+
+    assert redis.get(body_key(17)) == kept
+    assert records.get(17).last_body == kept.decode()
