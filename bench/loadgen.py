@@ -49,21 +49,27 @@ class LoadResult:
 
 def ensure_wrk(install: bool = True) -> str | None:
     """The path of wrk, installing Debian's package if it is missing; None if impossible."""
-    found = shutil.which("wrk")
+    return ensure_program("wrk", install)
+
+
+def ensure_program(name: str, install: bool = True) -> str | None:
+    """The path of ``name``, installing Debian's package of that name if it is missing;
+    None if impossible."""
+    found = shutil.which(name)
     if found or not install:
         return found
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
-        print("bench: wrk is missing and can't be installed here (needs root and apt-get)")
+        print(f"bench: {name} is missing and can't be installed here (needs root and apt-get)")
         return None
-    print("bench: installing wrk with apt-get ...", flush=True)
+    print(f"bench: installing {name} with apt-get ...", flush=True)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install_cmd = [apt, "install", "-y", "-q", "wrk"]
+    install_cmd = [apt, "install", "-y", "-q", name]
     if subprocess.run(install_cmd, env=env, **quiet).returncode != 0:
         subprocess.run([apt, "update", "-q"], env=env, **quiet)
         subprocess.run(install_cmd, env=env, **quiet)
-    return shutil.which("wrk")
+    return shutil.which(name)
 
 
 @dataclass(frozen=True)

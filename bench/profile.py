@@ -29,6 +29,9 @@ PROFILED = ("B1", "B2", "B2k")
 # json.dumps inside the record store counts for the record store, and a Redis command
 # anywhere counts for Redis.
 STARTUP = ("Worker.init_process", "Arbiter.spawn_worker")
+# A gthread worker's main thread: its loop (poll, accept, hand over to a thread, keep-alive
+# connections) runs inside ``init_process`` too, but is not start-up.
+MAIN_LOOP = "gthread.py:ThreadWorker.run"
 CATEGORIES = (
     ("logging", ("logging/", "pythonjsonlogger/", "bridge/logs.py", "gunicorn/glogging.py")),
     ("metrics", ("prometheus_client/", "bridge/metrics.py")),
@@ -75,6 +78,8 @@ def _short(frame: str) -> str:
 
 def category(frames: list[str]) -> str:
     """The area a stack (outermost frame first) belongs to."""
+    if any(frame.endswith(MAIN_LOOP) for frame in frames):
+        return "gunicorn's main loop (poll, accept, keep-alive)"
     if any(marker in frame for frame in frames for marker in STARTUP):
         return "worker start-up (gunicorn recycles workers)"
     for frame in reversed(frames):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from decimal import Decimal
@@ -20,13 +22,14 @@ import requests
 from conftest import CRM_TOKEN
 from test_api import API, finan_puts
 
-from bench import loadgen
+from bench import instructions, loadgen
 from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET, PAYMENT_CONFIG, TAX_IDS
 from bench.duplicates import Answer, duplicate_issues, summarise
 from bench.invoice import bench_invoice, body_template, issue_body
 from bench.naive_app import create_app as create_naive_app
-from bench.processes import start_finan
+from bench.processes import REPO, start_finan
 from bridge.mapping import MappingConfig, finan_totals, map_invoice
+from bridge.redis_connection import record_key
 from bridge.sandbox.finan_standin import create_finan_app
 from bridge.sandbox.loopback import LoopbackServer
 from bridge.sandbox.samples import SANDBOX_PAYMENT_CONFIG, SANDBOX_TAX_IDS
@@ -219,3 +222,44 @@ def test_the_fast_finan_standin_refuses_items_it_cannot_sum(standins):
     assert answer.status_code == 400
     assert answer.json()["code"] == 104000 and answer.json()["data"] is None
     assert [r["outcome"] for r in logged(fast)] == ["invalid"]
+
+
+# --- the instruction counter's workload ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("scenario", "finan_requests"), [("B1", 40), ("B2", 20)])
+def test_the_instruction_counters_workload_issues_what_it_says(
+    standins, redis_url, redis, tmp_path, scenario, finan_requests
+):
+    """The driver ``bench.instructions`` runs under valgrind, run plainly: one round of 20
+    after the 20 warm-up issues; only B1's reach Finan (B2 repeats the warm-up ones)."""
+    fast = standins["fast"]
+    reset(fast)
+    given = tmp_path / "input.json"
+    instructions.write_input(given, redis_url, fast.url, rounds=1)
+    command = [sys.executable, str(instructions.DRIVER), str(given), scenario, "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    puts = [r for r in logged(fast) if r["method"] == "PUT"]
+    assert len(puts) == finan_requests
+    assert redis.exists(record_key(instructions.FIRST_FRESH_ID)) == (scenario == "B1")
+
+
+def test_the_instruction_counters_workload_fails_loudly_on_an_answer_other_than_201(
+    standins, redis_url, redis, tmp_path
+):
+    given = tmp_path / "input.json"
+    instructions.write_input(given, redis_url, standins["fast"].url, rounds=1)
+    broken = json.loads(given.read_text())
+    broken["headers"]["Authorization"] = "Bearer not-the-token"
+    given.write_text(json.dumps(broken))
+    command = [sys.executable, str(instructions.DRIVER), str(given), "B2", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode != 0
+    assert "401" in done.stderr

@@ -1,0 +1,156 @@
+"""``python -m bench.instructions [--base REV]``: instructions per B1 and B2 request,
+counted by valgrind's callgrind, to compare two versions of the code.
+
+CPU time on a shared machine drifts by 10-20 % in an hour; the number of instructions a
+request executes does not (same code, same input, ``PYTHONHASHSEED=0``), whatever else the
+machine is doing. Each scenario runs twice under callgrind, in one process through Flask's
+test client (``bench/instructions_driver.py``): once with only the warm-up, once with
+ROUNDS rounds of 20 requests more. The difference, divided by those requests, is what one
+request costs: start-up and warm-up cancel out. Redis and the Finan stand-in run as
+processes of their own, not counted.
+
+With ``--base REV`` the same is counted for a git revision (checked out in a temporary
+worktree, run with this checkout's Python environment) and both are printed side by side.
+valgrind is installed with apt-get when it is missing. About two minutes per version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import redis
+
+from bench.common import CRM_TOKEN, ISSUE_PATH, bridge_environment
+from bench.invoice import issue_body
+from bench.loadgen import ensure_program
+from bench.processes import REPO, start_finan, start_redis, stop_redis
+
+DRIVER = Path(__file__).with_name("instructions_driver.py")
+BATCH = 20  # requests per round, and warm-up invoices
+FIRST_FRESH_ID = 10_000
+SCENARIOS = {"B1": "issue, fresh invoice", "B2": "the same issue again"}
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def write_input(path: Path, redis_url: str, finan_url: str, rounds: int) -> None:
+    def requests(first: int, count: int) -> list[tuple[str, str]]:
+        ids = range(first, first + count)
+        return [(ISSUE_PATH.format(invoice_id=i), issue_body(i).decode()) for i in ids]
+
+    given = {
+        "environment": bridge_environment(redis_url, finan_url),
+        "headers": {"Authorization": f"Bearer {CRM_TOKEN}", "Content-Type": "application/json"},
+        "warm": requests(1, BATCH),
+        "fresh": requests(FIRST_FRESH_ID, rounds * BATCH),
+    }
+    path.write_text(json.dumps(given))
+
+
+def collected(valgrind: str, tree: Path, given: Path, scenario: str, rounds: int) -> int:
+    """Instructions the driver executed for ``scenario`` with the code of ``tree``."""
+    command = [
+        valgrind,
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        str(DRIVER),
+        str(given),
+        scenario,
+        str(rounds),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    found = _COLLECTED.search(result.stderr)
+    if result.returncode != 0 or found is None:
+        tail = "\n".join(result.stderr.splitlines()[-5:])
+        raise SystemExit(f"bench: the {scenario} run failed in {tree}:\n{tail}")
+    return int(found.group(1))
+
+
+def per_request(valgrind: str, tree: Path, redis_url: str, given: Path, rounds: int) -> dict:
+    """Instructions per request of each scenario, with the code of ``tree``."""
+    connection = redis.Redis.from_url(redis_url)
+    counts = {}
+    for scenario in SCENARIOS:
+        totals = []
+        for extra in (0, rounds):
+            connection.flushall()  # every run starts from an empty Redis
+            totals.append(collected(valgrind, tree, given, scenario, extra))
+        counts[scenario] = round((totals[1] - totals[0]) / (rounds * BATCH))
+        print(f"bench: {tree}: {scenario} {counts[scenario]:,} instructions per request")
+    return counts
+
+
+def git_worktree(revision: str, where: Path) -> Path:
+    tree = where / "base"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), revision],
+        check=True,
+    )
+    return tree
+
+
+def report(counts: dict[str, dict[str, int]]) -> None:
+    names = list(counts)
+    print("\ninstructions per request (callgrind, PYTHONHASHSEED=0)")
+    header = f"{'':4}{'scenario':24}" + "".join(f"{name:>16}" for name in names)
+    if len(names) == 2:
+        header += f"{'ratio':>9}"
+    print(header)
+    for scenario, what in SCENARIOS.items():
+        values = [counts[name][scenario] for name in names]
+        line = f"{scenario:4}{what:24}" + "".join(f"{value:>16,}" for value in values)
+        if len(values) == 2:
+            line += f"{values[0] / values[1]:>9.3f}"
+        print(line)
+    if len(names) == 2:
+        print(f"ratio: {names[0]} / {names[1]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--base", help="a git revision to count side by side with this tree")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of 20 requests counted")
+    parser.add_argument("--json", type=Path, default=REPO / "bench/results/instructions.json")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get valgrind")
+    args = parser.parse_args()
+    valgrind = ensure_program("valgrind", install=not args.no_install)
+    if valgrind is None:
+        raise SystemExit("bench: valgrind is needed to count instructions")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir="/tmp"))
+    (workdir / "logs").mkdir()
+    _, redis_url = start_redis(workdir / "redis")
+    finan = start_finan(dict(os.environ), workdir / "logs")
+    base = None
+    try:
+        given = workdir / "input.json"
+        write_input(given, redis_url, finan.url, args.rounds)
+        counts = {"this tree": per_request(valgrind, REPO, redis_url, given, args.rounds)}
+        if args.base:
+            base = git_worktree(args.base, workdir)
+            counts[args.base] = per_request(valgrind, base, redis_url, given, args.rounds)
+        report(counts)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(counts, indent=2) + "\n")
+        print(f"\nwritten: {args.json}")
+    finally:
+        if base is not None:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
+            )
+        finan.stop()
+        stop_redis(workdir / "redis")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
