@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from decimal import Decimal
 
 from rq import Worker, get_current_job
 
@@ -25,6 +24,7 @@ from bridge.clients.tourwell import TourwellClient
 from bridge.config import load_settings
 from bridge.errors import BridgeError, CrmUnavailable
 from bridge.logs import log_context
+from bridge.mapping import round_dong
 from bridge.queue import QUEUE_NAME
 from bridge.records import CANCELLED, DEAD, FAILED, ISSUED, Event, Record
 from bridge.resync import batches_of
@@ -106,7 +106,7 @@ def outcome_fields(record: Record, lookup_url_template: str | None) -> dict[str,
     if record.state == ISSUED:
         fields = {"note": f"Finan invoice issued: {codes}"}
         if record.total_amount is not None:
-            fields["total_amount"] = _whole_dong(record.total_amount)
+            fields["total_amount"] = str(round_dong(record.total_amount))
         if lookup_url_template:
             fields["lookup_url"] = lookup_url_template.format(
                 provider_invoice_id=record.provider_invoice_id
@@ -117,10 +117,6 @@ def outcome_fields(record: Record, lookup_url_template: str | None) -> dict[str,
     if record.state == FAILED:
         return {"note": f"Finan rejected the invoice ({error.get('code')}): {error.get('message')}"}
     return {"note": f"Not sent to Finan: {error.get('message')}"}
-
-
-def _whole_dong(amount: Decimal) -> str:
-    return str(amount.quantize(Decimal(1)))
 
 
 class BridgeWorker(Worker):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from cryptography.fernet import Fernet
@@ -19,7 +20,7 @@ from test_api import API, finan_puts, issue
 from bridge import jobs
 from bridge.jobs import BridgeWorker
 from bridge.queue import bridge_queue
-from bridge.records import Event, state_index_key
+from bridge.records import Event, Record, state_index_key
 from bridge.redis_connection import lock_key, record_key
 from bridge.resync import batches_of
 from schemas.finan import decode_request
@@ -406,3 +407,12 @@ def test_a_damaged_record_is_a_503_that_says_so(app, client, crm_headers, redis)
     assert response.status_code == 503
     assert "damaged" in response.json["message"]
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("finan_total", "written"), [("6325000.5", "6325001"), ("2.5", "3")])
+def test_the_total_written_back_is_whole_dong_rounded_half_up_as_the_mapping_rounds(
+    finan_total, written
+):
+    record = Record(17, "id", state="issued", total_amount=Decimal(finan_total))
+
+    assert jobs.outcome_fields(record, None)["total_amount"] == written
