@@ -46,13 +46,15 @@ def read_examples(lines: queue.Queue, process: subprocess.Popen) -> list[tuple[s
 
 
 def run(command: str) -> tuple[dict[str, str], dict]:
-    """Run one pasted example; return its response headers (when -i) and JSON body."""
+    """Run one pasted example; return its response headers (when -i, with the status as
+    ``:status``) and JSON body."""
     out = subprocess.run(
         ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     headers: dict[str, str] = {}
     if out.startswith("HTTP/"):
         head, _, out = out.partition("\n\n")  # text mode has turned CRLF into LF
+        headers[":status"] = head.split()[1]
         for line in head.splitlines()[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
@@ -91,6 +93,9 @@ def test_the_printed_examples_work_against_a_running_sandbox(sandbox):
     answers = [run(command) for _, command in examples[:9]]
     (_, issued), (_, keyed), (replay_headers, replay), (_, updated), (_, cancelled) = answers[:5]
     (_, foreign), (_, record), (_, finan_log), (_, queued) = answers[5:]
+    # The status each example's description states, shown by its -i.
+    stated = {0: "201", 1: "201", 2: "201", 3: "200", 4: "201", 8: "202"}
+    assert {i: answers[i][0].get(":status") for i in stated} == stated
 
     assert issued["success"] is True and issued["data"]["state"] == "issued"
     assert issued["data"]["total_amount"] == "6325000"

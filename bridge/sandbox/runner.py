@@ -66,7 +66,7 @@ def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
     return [
         (
             "Issue invoice 17 (the bridge pulls it from the CRM): 201",
-            f"curl -sS -X POST {auth} {api}/17/issue",
+            f"curl -sS -i -X POST {auth} {api}/17/issue",
         ),
         (
             "Issue it again with an Idempotency-Key, twice: the second answer is a replay",
@@ -78,11 +78,11 @@ def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
         ),
         (
             "Update invoice 17 (the bridge pulls it and lays the fields over it): 200",
-            f"curl -sS -X PUT {auth} {json_type} -d {update} {api}/17",
+            f"curl -sS -i -X PUT {auth} {json_type} -d {update} {api}/17",
         ),
         (
             "Cancel invoice 17: 201, 'Invoice Canceled successfully'",
-            f"curl -sS -X POST {auth} {json_type} -d {cancel} {api}/17/cancel",
+            f"curl -sS -i -X POST {auth} {json_type} -d {cancel} {api}/17/cancel",
         ),
         (
             "Issue invoice 19, billed in USD and converted to VND",
@@ -96,7 +96,7 @@ def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
         (
             "Make Finan answer 503 three times, then issue invoice 18: 202, state queued",
             f"curl -sS -o /dev/null {json_type} -d {faults} {finan_url}/_standin/faults"
-            f" && curl -sS -X POST {auth} {api}/18/issue",
+            f" && curl -sS -i -X POST {auth} {api}/18/issue",
         ),
         (
             "About 10 s later (again if still queued) the worker has sent it: state issued",
