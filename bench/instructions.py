@@ -24,6 +24,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import redis
@@ -38,6 +40,7 @@ BATCH = 20  # requests per round, and warm-up invoices
 FIRST_FRESH_ID = 10_000
 SCENARIOS = {"B1": "issue, fresh invoice", "B2": "the same issue again"}
 _COLLECTED = re.compile(r"Collected : (\d+)")
+RUN_TIMEOUT_SECONDS = 900  # one run under callgrind takes about 40 s here
 
 
 def write_input(path: Path, redis_url: str, finan_url: str, rounds: int) -> None:
@@ -67,7 +70,9 @@ def collected(valgrind: str, tree: Path, given: Path, scenario: str, rounds: int
         str(rounds),
     ]
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-    result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=tree, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS
+    )
     found = _COLLECTED.search(result.stderr)
     if result.returncode != 0 or found is None:
         tail = "\n".join(result.stderr.splitlines()[-5:])
@@ -89,13 +94,16 @@ def per_request(valgrind: str, tree: Path, redis_url: str, given: Path, rounds: 
     return counts
 
 
-def git_worktree(revision: str, where: Path) -> Path:
-    tree = where / "base"
-    subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), revision],
-        check=True,
-    )
-    return tree
+@contextmanager
+def git_worktree(revision: str, where: Path) -> Iterator[Path]:
+    """``revision`` checked out at ``where``, removed (and forgotten by git) after."""
+    git = ["git", "-C", str(REPO), "worktree"]
+    try:
+        subprocess.run([*git, "add", "--detach", "-q", str(where), revision], check=True)
+        yield where
+    finally:
+        subprocess.run([*git, "remove", "--force", str(where)], check=False, capture_output=True)
+        subprocess.run([*git, "prune"], check=False)
 
 
 def report(counts: dict[str, dict[str, int]]) -> None:
@@ -126,30 +134,24 @@ def main() -> None:
     if valgrind is None:
         raise SystemExit("bench: valgrind is needed to count instructions")
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir="/tmp"))
-    (workdir / "logs").mkdir()
-    _, redis_url = start_redis(workdir / "redis")
-    finan = start_finan(dict(os.environ), workdir / "logs")
-    base = None
-    try:
+    with ExitStack() as cleanup:  # undone in reverse order, whatever fails
+        workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir="/tmp"))
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        (workdir / "logs").mkdir()
+        cleanup.callback(stop_redis, workdir / "redis")
+        _, redis_url = start_redis(workdir / "redis")
+        finan = start_finan(dict(os.environ), workdir / "logs")
+        cleanup.callback(finan.stop)
         given = workdir / "input.json"
         write_input(given, redis_url, finan.url, args.rounds)
         counts = {"this tree": per_request(valgrind, REPO, redis_url, given, args.rounds)}
         if args.base:
-            base = git_worktree(args.base, workdir)
+            base = cleanup.enter_context(git_worktree(args.base, workdir / "base"))
             counts[args.base] = per_request(valgrind, base, redis_url, given, args.rounds)
         report(counts)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(counts, indent=2) + "\n")
         print(f"\nwritten: {args.json}")
-    finally:
-        if base is not None:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
-            )
-        finan.stop()
-        stop_redis(workdir / "redis")
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from bridge.errors import (
 )
 from bridge.idempotency import StoredResponse, caller_scope, request_fingerprint
 from bridge.metrics import IDEMPOTENT_REPLAYS
-from bridge.operations import Outcome, fingerprint
+from bridge.operations import Outcome
+from bridge.records import fingerprint
 from schemas.bridge import success_schema
 from schemas.tourwell import CancelSchema, UpdateSchema
 
@@ -188,5 +189,5 @@ def cancel(invoice_id: int, raw: bytes) -> Outcome:
 def record(invoice_id: int) -> Response:
     bridge = services()
     bearer_token(bridge.settings.crm_tokens, "CRM")
-    found = bridge.operations.get(invoice_id)
+    found = bridge.operations.get(invoice_id, with_body=False)  # the answer shows no body
     return _answer(200, envelope(Outcome(200, "Invoice record", found)))

@@ -77,7 +77,7 @@ def write_back(invoice_id: int) -> str:
 def _write_back(invoice_id: int) -> str:
     services = _current()
     records = services.operations.records
-    record = records.get(invoice_id)
+    record = records.get(invoice_id, with_body=False)
     if record is None or record.state not in (ISSUED, CANCELLED, FAILED, DEAD):
         return "nothing to write back"  # queued again since: its own outcome will follow
     fields = outcome_fields(record, services.settings.provider_lookup_url_template)

@@ -32,7 +32,6 @@ one whose cancel is pending, it sends the cancel body again.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 import time
@@ -70,6 +69,7 @@ from bridge.records import (
     Pending,
     Record,
     RecordStore,
+    fingerprint,
     iso_utc,
 )
 from bridge.redis_connection import lock_key
@@ -133,10 +133,6 @@ class Preview:
     diff: str  # unified diff of ``compared_with`` -> ``body``, as indented JSON
 
 
-def fingerprint(body: bytes | str) -> str:
-    return hashlib.sha256(body.encode() if isinstance(body, str) else body).hexdigest()
-
-
 class InvoiceOperations:
     def __init__(
         self,
@@ -158,8 +154,8 @@ class InvoiceOperations:
     def records(self) -> RecordStore:
         return self._records
 
-    def get(self, invoice_id: int) -> Record:
-        record = self._records.get(invoice_id)
+    def get(self, invoice_id: int, with_body: bool = True) -> Record:
+        record = self._records.get(invoice_id, with_body)
         if record is None:
             raise NotFound(f"invoice {invoice_id} is unknown to the bridge")
         return record
@@ -406,7 +402,7 @@ class InvoiceOperations:
                 retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
             )
         try:
-            yield lock, self._records.decode(*lock.read_values)
+            yield lock, self._records.decode_with_body(invoice_id, *lock.read_values)
         finally:
             if lock.held:  # not already released with the save (``_accept``)
                 try:

@@ -26,7 +26,9 @@ data, so they are kept in the clear even when records are encrypted.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -46,6 +48,8 @@ QUEUED = "queued"
 FAILED = "failed"
 DEAD = "dead"
 STATES = (ISSUED, CANCELLED, QUEUED, FAILED, DEAD)
+
+log = logging.getLogger(__name__)
 
 HISTORY_LENGTH = 200  # events kept per invoice, newest first
 
@@ -80,6 +84,21 @@ def provider_invoice_id(tourwell_base_url: str, invoice_id: int) -> str:
     """
     name = f"{tourwell_base_url.rstrip('/')}/api/v1/invoices/{invoice_id}"
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def fingerprint(body: bytes | str) -> str:
+    """The SHA-256 of a body's exact bytes: the content layer compares these."""
+    return hashlib.sha256(body.encode() if isinstance(body, str) else body).hexdigest()
+
+
+def _damaged(invoice_id: int, what: str, problem: Exception | str) -> StoredDataUnreadable:
+    why = type(problem).__name__ if isinstance(problem, Exception) else problem
+    return StoredDataUnreadable(
+        f"the bridge's {what} of invoice {invoice_id} in Redis is damaged ({why}); an operator "
+        f"must restore it from a backup, or delete {record_key(invoice_id)} and "
+        f"{body_key(invoice_id)} (the CRM's next issue writes them again, on the same Finan "
+        "invoice)"
+    )
 
 
 def iso_utc(moment: datetime, timespec: str = "milliseconds") -> str:
@@ -184,27 +203,37 @@ class RecordStore:
         """The invoice's record; ``with_body=False`` leaves ``last_body`` unread (None), for
         a reader that does not need it and will not save the record."""
         if not with_body:
-            return self.decode(self._redis.get(record_key(invoice_id)))
-        return self.decode(*self._redis.mget(self.keys(invoice_id)))
+            return self.decode(invoice_id, self._redis.get(record_key(invoice_id)))
+        return self.decode_with_body(invoice_id, *self._redis.mget(self.keys(invoice_id)))
 
-    def decode(self, raw: bytes | None, raw_body: bytes | None = None) -> Record | None:
-        """The record stored as ``raw``, with the body stored as ``raw_body`` (the values at
-        ``keys``, read by whoever read them). A record Finan accepted a body for has one:
-        without it (read with ``with_body=False``, or lost) ``last_body`` is None."""
+    def decode(self, invoice_id: int, raw: bytes | None) -> Record | None:
+        """The record stored as ``raw`` (the value at its key, read by whoever read it),
+        without its body: ``last_body`` is None unless the record holds it inside."""
         if raw is None:
             return None
-        text = self._cipher.open(raw)
         try:
-            record = Record.from_json(text)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise StoredDataUnreadable(
-                f"the bridge's record of this invoice in Redis is damaged ({type(exc).__name__}); "
-                "an operator must restore it from a backup or delete it (the CRM's next issue "
-                "writes it again, on the same Finan invoice)"
-            ) from None
-        # Only an accepted record's: a body left by a record deleted by hand is not this one's.
-        if raw_body is not None and record.last_body is None and record.accepted:
-            record.last_body = self._cipher.open(raw_body)
+            return Record.from_json(self._cipher.open(raw))
+        except (ValueError, TypeError, AttributeError, ArithmeticError) as exc:
+            raise _damaged(invoice_id, "record", exc) from None
+
+    def decode_with_body(
+        self, invoice_id: int, raw: bytes | None, raw_body: bytes | None
+    ) -> Record | None:
+        """The record stored as ``raw``, with its last accepted body stored as ``raw_body``
+        (the values at ``keys``). A record Finan accepted a body for must have that body,
+        byte for byte the one its ``fingerprint`` names; a body left behind by a record
+        deleted by hand is not a new record's."""
+        record = self.decode(invoice_id, raw)
+        if record is None or not record.accepted:
+            return record
+        if record.last_body is None and raw_body is not None:  # else kept inside (older)
+            try:
+                record.last_body = self._cipher.open(raw_body)
+            except ValueError as exc:
+                raise _damaged(invoice_id, "body", exc) from None
+        if record.last_body is None or fingerprint(record.last_body) != record.fingerprint:
+            problem = "missing" if record.last_body is None else "not the one Finan accepted"
+            raise _damaged(invoice_id, "body", problem)
         return record
 
     def new(self, invoice_id: int) -> Record:
@@ -277,7 +306,16 @@ class RecordStore:
         if not invoice_ids:
             return []
         raws = self._redis.mget([record_key(invoice_id) for invoice_id in invoice_ids])
-        return [self.decode(raw) for raw in raws if raw is not None]
+        found = []
+        for invoice_id, raw in zip(invoice_ids, raws, strict=True):
+            try:
+                record = self.decode(invoice_id, raw)
+            except StoredDataUnreadable as exc:  # one bad record must not hide the others
+                log.error("invoice %s left out of a list: %s", invoice_id, exc.message)
+                continue
+            if record is not None:
+                found.append(record)
+        return found
 
     def exists(self, invoice_ids: list[int]) -> list[bool]:
         with self._redis.pipeline(transaction=False) as pipe:

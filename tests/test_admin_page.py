@@ -12,8 +12,7 @@ from test_queue import run_worker
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.operations import fingerprint
-from bridge.records import Event, Record, provider_invoice_id
+from bridge.records import Event, Record, fingerprint, provider_invoice_id
 
 
 @pytest.fixture

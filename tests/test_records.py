@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_api import API, finan_puts, issue
 
 from bridge.records import Record
@@ -76,3 +77,50 @@ def test_a_record_read_without_its_body_and_saved_keeps_the_body(app, client, cr
 
     assert redis.get(body_key(17)) == kept
     assert records.get(17).last_body == kept.decode()
+
+
+def test_an_accepted_record_whose_body_is_missing_is_a_503_and_nothing_is_sent(
+    app, client, crm_headers, finan, redis
+):
+    assert issue(client, crm_headers).status_code == 201
+    redis.delete(body_key(17))  # e.g. a partial restore, or a key deleted by hand
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers, json={})
+    update = client.put(f"{API}/17", headers=crm_headers, json={})
+
+    for answer in (cancel, update):
+        assert answer.status_code == 503
+        assert "body of invoice 17 in Redis is damaged (missing)" in answer.json["message"]
+    assert len(finan_puts(finan)) == 1  # the issue's only: nothing re-dated or emptied
+    assert client.get(f"{API}/17", headers=crm_headers).status_code == 200  # no body needed
+
+
+@pytest.mark.parametrize(
+    ("stored", "problem"),
+    [(b'{"value_at": "2020-01-01T00:00:00.000Z"}', "not the one Finan accepted"),
+     (b"\xff\xfe", "UnicodeDecodeError")],
+    ids=["another body", "not UTF-8"],
+)  # fmt: skip
+def test_an_accepted_record_whose_body_is_not_the_accepted_one_is_a_503(
+    app, client, crm_headers, finan, redis, stored, problem
+):
+    assert issue(client, crm_headers).status_code == 201
+    redis.set(body_key(17), stored)
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers, json={})
+
+    assert cancel.status_code == 503
+    assert f"body of invoice 17 in Redis is damaged ({problem})" in cancel.json["message"]
+    assert len(finan_puts(finan)) == 1
+
+
+def test_a_list_leaves_out_a_damaged_record_and_shows_the_others(app, client, crm_headers):
+    for invoice_id in (17, 18):
+        assert issue(client, crm_headers, invoice_id).status_code == 201
+    redis = app.extensions["bridge"].redis
+    redis.set(record_key(18), b"{not json")
+
+    total, shown = records_of(app).page(None, 0, 10)
+
+    assert total == 2  # the index still counts it
+    assert [record.invoice_id for record in shown] == [17]
