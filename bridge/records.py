@@ -91,9 +91,16 @@ def fingerprint(body: bytes | str) -> str:
     return hashlib.sha256(body.encode() if isinstance(body, str) else body).hexdigest()
 
 
-def _damaged(invoice_id: int, what: str, problem: Exception | str) -> StoredDataUnreadable:
+class StoredDataDamaged(StoredDataUnreadable):
+    """One invoice's record or body in Redis can't be read as one (as opposed to a missing
+    encryption key, which makes every record unreadable)."""
+
+    reason = "stored_data_damaged"
+
+
+def _damaged(invoice_id: int, what: str, problem: Exception | str) -> StoredDataDamaged:
     why = type(problem).__name__ if isinstance(problem, Exception) else problem
-    return StoredDataUnreadable(
+    return StoredDataDamaged(
         f"the bridge's {what} of invoice {invoice_id} in Redis is damaged ({why}); an operator "
         f"must restore it from a backup, or delete {record_key(invoice_id)} and "
         f"{body_key(invoice_id)} (the CRM's next issue writes them again, on the same Finan "
@@ -310,7 +317,7 @@ class RecordStore:
         for invoice_id, raw in zip(invoice_ids, raws, strict=True):
             try:
                 record = self.decode(invoice_id, raw)
-            except StoredDataUnreadable as exc:  # one bad record must not hide the others
+            except StoredDataDamaged as exc:  # one bad record must not hide the others
                 log.error("invoice %s left out of a list: %s", invoice_id, exc.message)
                 continue
             if record is not None:

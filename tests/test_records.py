@@ -7,6 +7,7 @@ import json
 import pytest
 from test_api import API, finan_puts, issue
 
+from bridge.encryption import StoredDataUnreadable
 from bridge.records import Record
 from bridge.redis_connection import body_key, record_key
 from bridge.sandbox.samples import sample_invoices
@@ -124,3 +125,18 @@ def test_a_list_leaves_out_a_damaged_record_and_shows_the_others(app, client, cr
 
     assert total == 2  # the index still counts it
     assert [record.invoice_id for record in shown] == [17]
+
+
+def test_a_list_without_the_encryption_key_is_a_503_not_an_empty_list(environ, redis, crm_headers):
+    from cryptography.fernet import Fernet
+
+    from bridge.app import create_app
+    from bridge.config import load_settings
+
+    key = Fernet.generate_key().decode()
+    with_key = create_app(load_settings({**environ, "BRIDGE_ENCRYPTION_KEY": key}), redis)
+    assert issue(with_key.test_client(), crm_headers).status_code == 201
+    without = create_app(load_settings(environ), redis).extensions["bridge"].records
+
+    with pytest.raises(StoredDataUnreadable, match="BRIDGE_ENCRYPTION_KEY"):
+        without.page(None, 0, 10)
