@@ -18,6 +18,7 @@ PAYMENT_CONFIG = SANDBOX_PAYMENT_CONFIG
 TOURWELL_BASE_URL = "http://127.0.0.1:9"
 
 ISSUE_PATH = "/api/v1/invoices/{invoice_id}/issue"
+CRM_HEADERS = {"Authorization": f"Bearer {CRM_TOKEN}", "Content-Type": "application/json"}
 
 
 def bridge_environment(redis_url: str, finan_url: str) -> dict[str, str]:

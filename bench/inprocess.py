@@ -12,16 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from bench.common import CRM_TOKEN, ISSUE_PATH, bridge_environment
+from bench.common import CRM_HEADERS, ISSUE_PATH, bridge_environment
 from bench.invoice import issue_body
-from bench.processes import start_finan, start_redis, stop_redis
+from bench.processes import redis_and_finan
 
 BATCH = 20
 FIRST_ID = 5000
@@ -51,28 +47,19 @@ def main() -> None:
     from bridge.app import create_app
     from bridge.config import load_settings
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
-    (workdir / "logs").mkdir()
-    _, redis_url = start_redis(workdir / "redis")
-    finan = start_finan(dict(os.environ), workdir / "logs")
-    try:
+    with redis_and_finan("bench-") as (_, redis_url, finan):
         settings = load_settings(bridge_environment(redis_url, finan.url))
         client = create_app(settings).test_client()
         logging.disable(logging.CRITICAL)
-        headers = {"Authorization": f"Bearer {CRM_TOKEN}", "Content-Type": "application/json"}
         warm = {i: issue_body(i) for i in range(1, 1 + 2 * BATCH)}
         bodies = {i: issue_body(i) for i in range(FIRST_ID, FIRST_ID + args.requests)}
-        cpu_per_request(client, headers, warm)  # first requests: sessions, connections
+        cpu_per_request(client, CRM_HEADERS, warm)  # first requests: sessions, connections
         results = {}
         for key in ("B1", "B2"):  # B2 issues the same invoices again
-            best, median = cpu_per_request(client, headers, bodies)
+            best, median = cpu_per_request(client, CRM_HEADERS, bodies)
             results[key] = {"best_ms": round(best, 3), "median_ms": round(median, 3)}
             print(f"{key}: CPU per request {best:.2f} ms (best batch), {median:.2f} ms (median)")
         print(json.dumps(results))
-    finally:
-        finan.stop()
-        stop_redis(workdir / "redis")
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ CPU time on a shared machine drifts by 10-20 % in an hour; the number of instruc
 request executes does not (same code, same input, ``PYTHONHASHSEED=0``), whatever else the
 machine is doing. Each scenario runs twice under callgrind, in one process through Flask's
 test client (``bench/instructions_driver.py``): once with only the warm-up, once with
-ROUNDS rounds of 20 requests more. The difference, divided by those requests, is what one
-request costs: start-up and warm-up cancel out. Redis and the Finan stand-in run as
+ROUNDS rounds of 20 requests more (the warm-up alone is the same run for both scenarios,
+so it is counted once). The difference, divided by those requests, is what one request
+costs: start-up and warm-up cancel out. Redis and the Finan stand-in run as
 processes of their own, not counted.
 
 With ``--base REV`` the same is counted for a git revision (checked out in a temporary
 worktree, run with this checkout's Python environment) and both are printed side by side.
-valgrind is installed with apt-get when it is missing. About two minutes per version.
+valgrind is installed with apt-get when it is missing. About two minutes per version (three
+runs of about 40 s).
 """
 
 from __future__ import annotations
@@ -20,20 +22,18 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
-from bench.common import CRM_TOKEN, ISSUE_PATH, bridge_environment
+from bench.common import CRM_HEADERS, ISSUE_PATH, bridge_environment
 from bench.invoice import issue_body
 from bench.loadgen import ensure_program
-from bench.processes import REPO, start_finan, start_redis, stop_redis
+from bench.processes import REPO, redis_and_finan
 
 DRIVER = Path(__file__).with_name("instructions_driver.py")
 BATCH = 20  # requests per round, and warm-up invoices
@@ -50,7 +50,7 @@ def write_input(path: Path, redis_url: str, finan_url: str, rounds: int) -> None
 
     given = {
         "environment": bridge_environment(redis_url, finan_url),
-        "headers": {"Authorization": f"Bearer {CRM_TOKEN}", "Content-Type": "application/json"},
+        "headers": CRM_HEADERS,
         "warm": requests(1, BATCH),
         "fresh": requests(FIRST_FRESH_ID, rounds * BATCH),
     }
@@ -83,13 +83,15 @@ def collected(valgrind: str, tree: Path, given: Path, scenario: str, rounds: int
 def per_request(valgrind: str, tree: Path, redis_url: str, given: Path, rounds: int) -> dict:
     """Instructions per request of each scenario, with the code of ``tree``."""
     connection = redis.Redis.from_url(redis_url)
+
+    def run(scenario: str, extra: int) -> int:
+        connection.flushall()  # every run starts from an empty Redis
+        return collected(valgrind, tree, given, scenario, extra)
+
+    warm_up_only = run("B2", 0)  # with no rounds, both scenarios are the warm-up alone
     counts = {}
     for scenario in SCENARIOS:
-        totals = []
-        for extra in (0, rounds):
-            connection.flushall()  # every run starts from an empty Redis
-            totals.append(collected(valgrind, tree, given, scenario, extra))
-        counts[scenario] = round((totals[1] - totals[0]) / (rounds * BATCH))
+        counts[scenario] = round((run(scenario, rounds) - warm_up_only) / (rounds * BATCH))
         print(f"bench: {tree}: {scenario} {counts[scenario]:,} instructions per request")
     return counts
 
@@ -134,20 +136,13 @@ def main() -> None:
     if valgrind is None:
         raise SystemExit("bench: valgrind is needed to count instructions")
 
-    with ExitStack() as cleanup:  # undone in reverse order, whatever fails
-        workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir="/tmp"))
-        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        (workdir / "logs").mkdir()
-        cleanup.callback(stop_redis, workdir / "redis")
-        _, redis_url = start_redis(workdir / "redis")
-        finan = start_finan(dict(os.environ), workdir / "logs")
-        cleanup.callback(finan.stop)
+    with redis_and_finan("bench-instructions-") as (workdir, redis_url, finan):
         given = workdir / "input.json"
         write_input(given, redis_url, finan.url, args.rounds)
         counts = {"this tree": per_request(valgrind, REPO, redis_url, given, args.rounds)}
         if args.base:
-            base = cleanup.enter_context(git_worktree(args.base, workdir / "base"))
-            counts[args.base] = per_request(valgrind, base, redis_url, given, args.rounds)
+            with git_worktree(args.base, workdir / "base") as base:
+                counts[args.base] = per_request(valgrind, base, redis_url, given, args.rounds)
         report(counts)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(counts, indent=2) + "\n")

@@ -7,14 +7,18 @@ exactly what it started, and nothing else, when it is done or interrupted.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,6 +252,21 @@ def start_redis(data_dir: Path) -> tuple[Server, str]:
 
 def stop_redis(data_dir: Path) -> None:
     embedded_redis.stop_server(data_dir)
+
+
+@contextmanager
+def redis_and_finan(prefix: str) -> Iterator[tuple[Path, str, Server]]:
+    """(a work directory, a dedicated Redis's URL, the fast Finan stand-in) for a
+    measurement in this process; all stopped and removed after, whatever fails."""
+    with ExitStack() as cleanup:  # undone in reverse order
+        workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        (workdir / "logs").mkdir()
+        cleanup.callback(stop_redis, workdir / "redis")
+        _, redis_url = start_redis(workdir / "redis")
+        finan = start_finan(dict(os.environ), workdir / "logs")
+        cleanup.callback(finan.stop)
+        yield workdir, redis_url, finan
 
 
 class MemorySampler:

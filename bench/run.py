@@ -42,6 +42,7 @@ from typing import Any
 
 from bench import loadgen
 from bench.common import (
+    CRM_HEADERS,
     CRM_TOKEN,
     FINAN_CLIENT_ID,
     FINAN_PREFIX,
@@ -133,10 +134,7 @@ class Bench:
         self.wrk: str | None = None
         self.template = self.workdir / "issue-template.json"
         self.template.write_text(body_template(), "utf-8")
-        self.crm_headers = {
-            "Authorization": f"Bearer {CRM_TOKEN}",
-            "Content-Type": "application/json",
-        }
+        self.crm_headers = CRM_HEADERS
 
     # --- servers ---------------------------------------------------------------------
 

@@ -41,8 +41,9 @@ MAINTENANCE_INTERVAL_SECONDS = 60
 _services: Services | None = None
 
 
-def use(services: Services) -> None:
-    """Run jobs in this process with ``services`` (``bridge worker`` and tests call it)."""
+def use(services: Services | None) -> None:
+    """Run jobs in this process with ``services`` (``bridge worker`` and tests call it);
+    None: build them from the environment at the next job."""
     global _services
     _services = services
 

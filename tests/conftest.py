@@ -130,7 +130,7 @@ def make_app(environ, redis):
         return app
 
     yield make
-    jobs._services = None
+    jobs.use(None)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import requests
@@ -227,6 +228,13 @@ def test_the_fast_finan_standin_refuses_items_it_cannot_sum(standins):
 # --- the instruction counter's workload ----------------------------------------------------
 
 
+def run_driver(given: Path, scenario: str) -> subprocess.CompletedProcess:
+    """``bench/instructions_driver.py`` run plainly (no valgrind), one round."""
+    command = [sys.executable, str(instructions.DRIVER), str(given), scenario, "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize(("scenario", "finan_requests"), [("B1", 40), ("B2", 20)])
 def test_the_instruction_counters_workload_issues_what_it_says(
     standins, redis_url, redis, tmp_path, scenario, finan_requests
@@ -237,10 +245,8 @@ def test_the_instruction_counters_workload_issues_what_it_says(
     reset(fast)
     given = tmp_path / "input.json"
     instructions.write_input(given, redis_url, fast.url, rounds=1)
-    command = [sys.executable, str(instructions.DRIVER), str(given), scenario, "1"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
 
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = run_driver(given, scenario)
 
     assert done.returncode == 0, done.stderr
     puts = [r for r in logged(fast) if r["method"] == "PUT"]
@@ -256,10 +262,8 @@ def test_the_instruction_counters_workload_fails_loudly_on_an_answer_other_than_
     broken = json.loads(given.read_text())
     broken["headers"]["Authorization"] = "Bearer not-the-token"
     given.write_text(json.dumps(broken))
-    command = [sys.executable, str(instructions.DRIVER), str(given), "B2", "1"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
 
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = run_driver(given, "B2")
 
     assert done.returncode != 0
     assert "401" in done.stderr

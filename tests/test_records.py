@@ -127,16 +127,12 @@ def test_a_list_leaves_out_a_damaged_record_and_shows_the_others(app, client, cr
     assert [record.invoice_id for record in shown] == [17]
 
 
-def test_a_list_without_the_encryption_key_is_a_503_not_an_empty_list(environ, redis, crm_headers):
+def test_a_list_without_the_encryption_key_is_a_503_not_an_empty_list(make_app, crm_headers):
     from cryptography.fernet import Fernet
 
-    from bridge.app import create_app
-    from bridge.config import load_settings
-
-    key = Fernet.generate_key().decode()
-    with_key = create_app(load_settings({**environ, "BRIDGE_ENCRYPTION_KEY": key}), redis)
+    with_key = make_app(BRIDGE_ENCRYPTION_KEY=Fernet.generate_key().decode())
     assert issue(with_key.test_client(), crm_headers).status_code == 201
-    without = create_app(load_settings(environ), redis).extensions["bridge"].records
+    without = records_of(make_app())
 
     with pytest.raises(StoredDataUnreadable, match="BRIDGE_ENCRYPTION_KEY"):
         without.page(None, 0, 10)
