@@ -1,5 +1,5 @@
 """The web service's gunicorn worker: gthread, leaving new connections to a worker with a
-free thread.
+free thread. And its logger, without gunicorn's access log (``GunicornLogger``, below).
 
 gunicorn's own gthread worker accepts every connection it can (up to ``worker_connections``,
 1000), busy or not, and keeps serving a kept-alive connection in the worker that accepted
@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import select
 import time
+from typing import Any
 
+from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
 BUSY_ACCEPT_AFTER_SECONDS = 0.05
@@ -92,3 +94,13 @@ class BalancedThreadWorker(ThreadWorker):
         # The loop's next turn accepts again if a thread is now free.
         self.in_flight -= 1
         super().finish_request(conn, fs)
+
+
+class GunicornLogger(Logger):
+    """gunicorn's logger (``logger_class`` in ``deploy/gunicorn.conf.py``) without its access
+    log: the app writes each request's line itself (``bridge.access``, ``bridge.logs``).
+    gunicorn builds an access line whenever logging is configured by dict, even with its
+    access log off."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None

@@ -34,7 +34,6 @@ from types import MappingProxyType
 from typing import IO, Any
 
 from flask import Flask, Response, g, request
-from gunicorn.glogging import Logger as _GunicornLogger
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 access_log = logging.getLogger("bridge.access")
@@ -101,15 +100,6 @@ class JsonFormatter(_LibraryJsonFormatter):
 
     def jsonify_log_record(self, log_data: Any) -> str:
         return redact(super().jsonify_log_record(log_data))
-
-
-class GunicornLogger(_GunicornLogger):
-    """gunicorn's logger (``logger_class`` in ``deploy/gunicorn.conf.py``) without its access
-    log: the app writes each request's line itself (``bridge.access``). gunicorn builds an
-    access line whenever logging is configured by dict, even with its access log off."""
-
-    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        return None
 
 
 def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = None) -> None:

@@ -145,7 +145,7 @@ class ResyncBatches:
         """
         records = self._operations.records
         if state is not None:
-            return self._new(records.ids_in_state(state), f"state:{state}", force, runner)
+            return self.create(records.ids_in_state(state), f"state:{state}", force, runner)
         ids = list(dict.fromkeys(ids or []))
         unknown = [i for i, found in zip(ids, records.exists(ids), strict=True) if not found]
         if unknown:
@@ -157,14 +157,11 @@ class ResyncBatches:
                 + "; nothing was re-synced",
                 errors={"ids": [f"unknown: {i}" for i in unknown[:UNKNOWN_IDS_NAMED]]},
             )
-        return self._new(ids, "ids", force, runner)
+        return self.create(ids, "ids", force, runner)
 
-    def create(self, ids: Iterable[int], source: str, force: bool, runner: str = "queue") -> str:
-        """Store a new batch (duplicate ids once, in order); its id. With the queue runner,
-        its first job is scheduled in the same transaction."""
-        return self._new(ids, source, force, runner).batch_id
-
-    def _new(self, ids: Iterable[int], source: str, force: bool, runner: str) -> Batch:
+    def create(self, ids: Iterable[int], source: str, force: bool, runner: str = "queue") -> Batch:
+        """Store a new batch (duplicate ids once, in order). With the queue runner, its
+        first job is scheduled in the same transaction."""
         ids = list(dict.fromkeys(ids))
         batch_id = new_batch_id()
         job_id = _job_id(batch_id) if runner == "queue" else ""

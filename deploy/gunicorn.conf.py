@@ -43,7 +43,7 @@ max_requests_jitter = _env("max_requests_jitter", 5000)
 # one line per request, not two.
 loglevel = _env("loglevel", "info")
 accesslog = None
-logger_class = "bridge.logs.GunicornLogger"
+logger_class = "bridge.gunicorn_worker.GunicornLogger"
 _json_to_stdout = {
     "class": "logging.StreamHandler",
     "formatter": "json",

@@ -187,10 +187,10 @@ class InvoiceDataSchema(FinanSchema):
 
 
 class ResponseEnvelopeSchema(FinanSchema):
-    message = FlatNested(MessageSchema, load_default=None, allow_none=True)
+    message = optional(FlatNested, MessageSchema)
     code = DirectInteger(load_default=None, allow_none=True, strict=True)
     request_id = optional(DirectString)
-    data = FlatNested(InvoiceDataSchema, load_default=None, allow_none=True)
+    data = optional(FlatNested, InvoiceDataSchema)
 
     @pre_load
     def _wrap_plain_message(self, payload: Any, **kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 
 from bridge.errors import Unprocessable
 from schemas.fields import DirectLoad, ExcludeUnknownSchema, FlatNested, optional
@@ -256,14 +256,6 @@ class CrmSchema(ExcludeUnknownSchema):
     """Base of every CRM schema: the CRM adds fields over time, and that must not break us."""
 
 
-def _nested(schema: type[Schema]) -> fields.Field:
-    return FlatNested(schema, load_default=None, allow_none=True)
-
-
-def _nested_list(schema: type[Schema]) -> fields.Field:
-    return fields.List(FlatNested(schema), load_default=None, allow_none=True)
-
-
 class CustomerSchema(CrmSchema):
     id = optional(CrmId)
     code = optional(CrmString)
@@ -293,19 +285,19 @@ class VatSchema(CrmSchema):
 
 
 class PriceSchema(CrmSchema):
-    object = _nested(PriceObjectSchema)
+    object = optional(FlatNested, PriceObjectSchema)
     unit_price = optional(Money)
     quantity = optional(CrmDecimal)
     period = optional(CrmDecimal)
-    vat = _nested(VatSchema)
+    vat = optional(FlatNested, VatSchema)
     amount_total = optional(Money)
     grand_total = optional(Money)
 
 
 class ServiceSchema(CrmSchema):
     id = optional(CrmId)
-    service_info = _nested(ServiceInfoSchema)
-    prices = _nested_list(PriceSchema)
+    service_info = optional(FlatNested, ServiceInfoSchema)
+    prices = optional(fields.List, FlatNested(PriceSchema))
 
 
 class CurrencySchema(CrmSchema):
@@ -317,9 +309,9 @@ class CurrencySchema(CrmSchema):
 class OrderInfoSchema(CrmSchema):
     id = optional(CrmId)
     code = optional(CrmString)
-    customer = _nested(CustomerSchema)
-    services = _nested_list(ServiceSchema)
-    currency = _nested(CurrencySchema)
+    customer = optional(FlatNested, CustomerSchema)
+    services = optional(fields.List, FlatNested(ServiceSchema))
+    currency = optional(FlatNested, CurrencySchema)
     total_discount = optional(Money)
     total_payment = optional(Money)
 
@@ -340,8 +332,8 @@ class InvoiceSchema(CrmSchema):
     code = optional(CrmString)
     created_at = optional(CrmDateTime)
     total_amount = optional(Money)
-    order_info = _nested(OrderInfoSchema)
-    request_info = _nested(RequestInfoSchema)
+    order_info = optional(FlatNested, OrderInfoSchema)
+    request_info = optional(FlatNested, RequestInfoSchema)
 
 
 # Built once: a schema instance builds its nested schemas on first use, which costs about

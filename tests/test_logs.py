@@ -191,12 +191,14 @@ def test_gunicorns_access_line_is_never_built():
     from gunicorn.config import Config
     from gunicorn.glogging import Logger
 
+    from bridge.gunicorn_worker import GunicornLogger
+
     config = Config()
     config.set("logconfig_dict", {"version": 1, "disable_existing_loggers": False})
-    config.set("logger_class", "bridge.logs.GunicornLogger")
+    config.set("logger_class", "bridge.gunicorn_worker.GunicornLogger")
     logger = config.logger_class(config)
 
-    assert isinstance(logger, logs.GunicornLogger)
+    assert isinstance(logger, GunicornLogger)
     # gunicorn's own would build the line's fields from these, and fail on None.
     with pytest.raises(AttributeError):
         Logger(config).access(None, None, None, None)

@@ -281,7 +281,7 @@ def test_the_workers_maintenance_round_runs_every_sweep_even_when_one_fails(app,
     redis.set(record_key(99), unreadable)
     redis.zadd(state_index_key("queued"), {99: 0})
     batches = batches_of(app.extensions["bridge"])
-    batch_id = batches.create([17], "ids", force=False)
+    batch_id = batches.create([17], "ids", force=False).batch_id
     bridge_queue(redis).empty()  # its job lost, as a Redis without AOF would lose it
 
     BridgeWorker([bridge_queue(redis)], connection=redis).run_maintenance_tasks()
