@@ -1,7 +1,8 @@
 """``python -m bench.inprocess``: the bridge's CPU per request, in one process.
 
-B1 (issue with the invoice in the body, a new invoice each time) and B2 (the same issues
-again) through Flask's test client, against a dedicated Redis and the Finan stand-in (a
+B1 (issue with the invoice in the body, a new invoice each time), B2 (the same issues
+again) and L (the same new issues through ``bench.lean_app``, the bridge's parts without
+its guarantees) through Flask's test client, against a dedicated Redis and the Finan stand-in (a
 separate process, so its CPU is not counted). No gunicorn, no other threads, logs off:
 the CPU of the bridge's own code path, far steadier than a rate measured under load, for
 comparing two versions of the code. Prints the best and the median of 20-request batches.
@@ -44,18 +45,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="issues per scenario")
     args = parser.parse_args()
 
+    from bench.lean_app import create_app as create_lean_app
     from bridge.app import create_app
     from bridge.config import load_settings
 
     with redis_and_finan("bench-") as (_, redis_url, finan):
-        settings = load_settings(bridge_environment(redis_url, finan.url))
-        client = create_app(settings).test_client()
+        environment = bridge_environment(redis_url, finan.url)
+        clients = {
+            "B1": create_app(load_settings(environment)).test_client(),
+            "L": create_lean_app(environment).test_client(),
+        }
+        clients["B2"] = clients["B1"]  # B2 issues B1's invoices again
         logging.disable(logging.CRITICAL)
         warm = {i: issue_body(i) for i in range(1, 1 + 2 * BATCH)}
         bodies = {i: issue_body(i) for i in range(FIRST_ID, FIRST_ID + args.requests)}
-        cpu_per_request(client, CRM_HEADERS, warm)  # first requests: sessions, connections
+        for client in clients.values():  # first requests: sessions, connections
+            cpu_per_request(client, CRM_HEADERS, warm)
         results = {}
-        for key in ("B1", "B2"):  # B2 issues the same invoices again
+        for key, client in clients.items():
             best, median = cpu_per_request(client, CRM_HEADERS, bodies)
             results[key] = {"best_ms": round(best, 3), "median_ms": round(median, 3)}
             print(f"{key}: CPU per request {best:.2f} ms (best batch), {median:.2f} ms (median)")

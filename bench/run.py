@@ -5,6 +5,9 @@ Scenarios (H, N and the bridge all run under deploy/gunicorn.conf.py, as ``bridg
 - H   Flask hello-world JSON (``bench.hello_app``): the ceiling of the web stack.
 - N   the naive hand-written chain (``bench.naive_app``): the baseline.
 - B1  the bridge's issue, the invoice in the body, a fresh invoice id per request.
+- L   the same issue through the bridge's own parts chained as leanly as they go
+      (``bench.lean_app``): schema, mapping, signed Finan client, no guarantees; what
+      the design's libraries cost at the least, for B1 to be read against.
 - B2  the same issues again: the content layer answers, nothing goes to Finan.
 - B2k the same issues again with their ``Idempotency-Key``: the stored answer.
 - F   the Finan stand-in alone (one signed PUT, over and over): its ceiling, to show it
@@ -73,6 +76,7 @@ from bridge.config import SETTINGS_TABLE
 from bridge.records import provider_invoice_id
 
 RESULTS = REPO / "bench" / "results" / "latest.json"
+APPS = ("hello", "naive", "lean", "bridge")  # the gunicorn apps, whose workers are watched
 REPLAY_POOL = 256  # invoices issued before the rounds, which B2 and B2k issue again
 
 # name -> (direction, bound)
@@ -92,6 +96,7 @@ OTHER_LOAD_WARNING = 0.05
 POOL_BASE = 10_000_000
 B1_BASE = 100_000_000
 N_BASE = 200_000_000
+L_BASE = 500_000_000
 UNLOADED_BASE = 300_000_000
 D_BASE = 400_000_000
 ROUND_STRIDE = 1_000_000  # ids per round, far more than a round sends
@@ -155,8 +160,12 @@ class Bench:
         command = gunicorn_command("bench.naive_app:create_app()", port)
         self.servers["naive"] = start_server("naive", command, naive_env, logs, "/healthz", port)
 
-        port = free_port()
         bridge_env = {**env, **bridge_environment(redis_url, finan.url)}
+        port = free_port()
+        command = gunicorn_command("bench.lean_app:create_app()", port)
+        self.servers["lean"] = start_server("lean", command, bridge_env, logs, "/healthz", port)
+
+        port = free_port()
         # Exactly `bridge serve`: it execs gunicorn with deploy/gunicorn.conf.py.
         command = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port)]
@@ -203,7 +212,8 @@ class Bench:
 
     def check_paths(self) -> None:
         """One request down every path, before measuring: a fast failure is no result."""
-        for server, invoice_id in (("bridge", POOL_BASE - 1), ("naive", POOL_BASE - 1)):
+        for server in ("bridge", "naive", "lean"):
+            invoice_id = POOL_BASE - 1
             status, body = self.issue(server, invoice_id)
             if status != 201:
                 raise RuntimeError(f"{server} answered an issue with {status}: {body[:500]!r}")
@@ -249,6 +259,7 @@ class Bench:
         template = str(self.template)
         auth = tuple(self.crm_headers.items())
         bridge, naive = self.servers["bridge"].url, self.servers["naive"].url
+        lean = self.servers["lean"].url
 
         def issues(url: str, base: int) -> Callable[[int], loadgen.Load]:
             return lambda r: self.fresh_issues(url, base + (r + 1) * ROUND_STRIDE)
@@ -262,6 +273,7 @@ class Bench:
             Scenario("H", "Flask hello-world JSON", "hello", lambda r: loadgen.Load(hello, "get")),
             Scenario("N", "naive chain (issue)", "naive", issues(naive, N_BASE), True),
             Scenario("B1", "bridge issue, fresh invoice", "bridge", issues(bridge, B1_BASE), True),
+            Scenario("L", "lean chain of the bridge's parts", "lean", issues(lean, L_BASE), True),
             Scenario("B2", "bridge replay (content layer)", "bridge", replays("replay")),
             Scenario("B2k", "bridge replay (Idempotency-Key)", "bridge", replays("replay-key")),
             Scenario(
@@ -275,7 +287,7 @@ class Bench:
 
     def measure(self, scenario: Scenario, round_number: int, seconds: float, connections: int):
         load = scenario.load(round_number)
-        names = ("hello", "naive", "bridge", "finan", "redis")
+        names = ("hello", "naive", "lean", "bridge", "finan", "redis")
         cpu_before = {n: self.servers[n].cpu_seconds() for n in names}
         workers_before = self.servers[scenario.server].worker_cpu_seconds()
         busy_before, total_before = machine_busy_seconds()
@@ -381,7 +393,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         measured = {s.key: [] for s in scenarios}
         unloaded: dict[str, list[dict[str, float]]] = {"H": [], "B1": [], "B2": []}
         duplicates = []
-        watched = [bench.servers[n] for n in ("hello", "naive", "bridge")]
+        watched = [bench.servers[n] for n in APPS]
         with MemorySampler(watched):
             for r in range(options.rounds):
                 order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
@@ -393,10 +405,11 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     line.append(f"{scenario.key} {result['rps']:.0f}{flag}")
                 duplicates.append(bench.duplicates(r, options.callers))
                 bridge = bench.servers["bridge"].url
+                by_key = {scenario.key: scenario for scenario in scenarios}
                 single_loads = {
-                    "H": scenarios[0].load(r),
+                    "H": by_key["H"].load(r),
                     "B1": bench.fresh_issues(bridge, UNLOADED_BASE + r * ROUND_STRIDE),
-                    "B2": scenarios[3].load(r),
+                    "B2": by_key["B2"].load(r),
                 }
                 for key, load in single_loads.items():
                     unloaded[key].append(loadgen.run(load, options.unloaded, 1, wrk).latency_ms)
@@ -448,7 +461,7 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
     other_load = _median([r["other_load"] for rounds in measured.values() for r in rounds])
     rps = {key: value["rps_median"] for key, value in results.items()}
     unloaded_p50 = {key: _median([x["p50"] for x in v]) for key, v in unloaded.items()}
-    memory = {name: bench.servers[name].peak_worker_mb() for name in ("hello", "naive", "bridge")}
+    memory = {name: bench.servers[name].peak_worker_mb() for name in APPS}
     values = {
         "B1/H": rps["B1"] / rps["H"],
         "B1/N": rps["B1"] / rps["N"],
@@ -478,11 +491,19 @@ def summarise_run(bench, scenarios, measured, unloaded, duplicates, options) -> 
         },
         "scenarios": results,
         "ratios": {k: values[k] for k in ("B1/H", "B1/N", "B2/H")}
-        | {"B2k/H": rps["B2k"] / rps["H"], "F/B1": rps["F"] / rps["B1"]},
+        | {"B2k/H": rps["B2k"] / rps["H"], "L/H": rps["L"] / rps["H"], "B1/L": rps["B1"] / rps["L"]}
+        | {"F/B1": rps["F"] / rps["B1"]},
         # The same ratios from the CPU each request cost (less sensitive to other load).
         "cpu_bound_ratios": {
             f"{a}/{b}": results[a]["cpu_bound_rps"] / results[b]["cpu_bound_rps"]
-            for a, b in (("B1", "H"), ("B1", "N"), ("B2", "H"), ("B2k", "H"))
+            for a, b in (
+                ("B1", "H"),
+                ("B1", "N"),
+                ("B2", "H"),
+                ("B2k", "H"),
+                ("L", "H"),
+                ("B1", "L"),
+            )
         },
         "other_load_median": round(other_load, 3),
         "unloaded_p50_ms": unloaded_p50,

@@ -24,9 +24,18 @@ from conftest import CRM_TOKEN
 from test_api import API, finan_puts
 
 from bench import instructions, loadgen
-from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET, PAYMENT_CONFIG, TAX_IDS
+from bench.common import (
+    CRM_HEADERS,
+    FINAN_CLIENT_ID,
+    FINAN_PREFIX,
+    FINAN_SECRET,
+    PAYMENT_CONFIG,
+    TAX_IDS,
+    bridge_environment,
+)
 from bench.duplicates import Answer, duplicate_issues, summarise
 from bench.invoice import bench_invoice, body_template, issue_body
+from bench.lean_app import create_app as create_lean_app
 from bench.naive_app import create_app as create_naive_app
 from bench.processes import REPO, start_finan
 from bridge.mapping import MappingConfig, finan_totals, map_invoice
@@ -63,6 +72,28 @@ def test_the_naive_chain_issues_one_signed_invoice_and_refuses_a_second(redis_ur
         again = client.post(f"{API}/31/issue", data=issue_body(31), content_type="application/json")
 
     assert first.status_code == 201, first.json
+    assert again.status_code == 409
+    puts = standin.extensions["finan_standin"].requests_snapshot()
+    assert [(r["method"], r["outcome"]) for r in puts] == [("PUT", "created")]  # signed, valid
+
+
+def test_the_lean_chain_issues_one_signed_invoice_checks_the_token_and_refuses_a_second(
+    redis_url, redis
+):
+    standin = create_finan_app(client_id=FINAN_CLIENT_ID, secret=FINAN_SECRET, prefix=FINAN_PREFIX)
+    with LoopbackServer(standin) as finan:
+        client = create_lean_app(bridge_environment(redis_url, finan.url)).test_client()
+        path, body = f"{API}/32/issue", issue_body(32)
+        stranger = client.post(path, data=body, headers={"Authorization": "Bearer nobody"})
+        first = client.post(path, data=body, headers=CRM_HEADERS)
+        again = client.post(path, data=body, headers=CRM_HEADERS)
+
+    assert stranger.status_code == 401
+    assert first.status_code == 201, first.json
+    assert (
+        Decimal(first.json["data"]["total_amount"])
+        == load_invoice(bench_invoice(32))["total_amount"].base
+    )
     assert again.status_code == 409
     puts = standin.extensions["finan_standin"].requests_snapshot()
     assert [(r["method"], r["outcome"]) for r in puts] == [("PUT", "created")]  # signed, valid
