@@ -63,6 +63,16 @@ def kill(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def metrics_dir(tmp_path, monkeypatch):
+    """A metrics directory for the processes these tests kill: ``bridge serve`` removes the
+    one it makes itself when it exits, which SIGKILL never lets it do."""
+    path = tmp_path / "metrics"
+    path.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def serve(environ):
     """Start ``bridge serve`` on a free port; returns its base URL. Killed afterwards."""
