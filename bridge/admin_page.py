@@ -180,8 +180,9 @@ def page_error(status: int, message: str) -> tuple[str, int]:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path of this page, never another site."""
-    if target:
+    """Where to go after logging in: a path of this page, never another site (nor anything
+    with a control character, which can't go in a Location header)."""
+    if target and target.isprintable():
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and parts.path.startswith("/admin/"):
             return target
@@ -235,6 +236,8 @@ def index() -> Any:
         q=query.get("q", ""),
         page=query["page"],
         pages=pages,
+        # Kept in the paging links only when it was asked for: the default needs no mention.
+        per_page=query["per_page"] if "per_page" in raw else None,
     )
 
 

@@ -11,7 +11,6 @@ Tourwell's envelope: ``{"success": true, "message": ..., "data": <record>}``.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
+from bridge import json_input
 from bridge.errors import (
     MalformedJSON,
     PayloadTooLarge,
@@ -68,10 +68,6 @@ def bearer_token(allowed: tuple[str, ...], what: str) -> str:
     return token
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def request_body() -> bytes:
     """The raw body. werkzeug refuses a declared length over MAX_CONTENT_LENGTH itself, but
     cuts a chunked body at the limit silently: a body that reaches the limit is too large."""
@@ -98,18 +94,30 @@ def read_json(raw: bytes) -> Any | None:
 
 
 def parse_json(raw: bytes) -> Any | None:
-    """The JSON of a body whose media type was checked, or None when there is none."""
+    """The JSON of a body whose media type was checked (``json_input``: strict, numbers as
+    Decimal), or None when there is none."""
     if not raw.strip():
         return None
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = json_input.loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise MalformedJSON(f"the body is not valid UTF-8 JSON: {exc}") from None
+    if value is None:
+        raise Unprocessable(
+            "the body is JSON null: send a JSON object, or no body at all",
+            errors={"_schema": ["expected an object, got null"]},
+        )
+    return value
 
 
 def load_body(schema: Any, payload: Any | None) -> dict[str, Any]:
     if payload is None:
         return {}
+    if not isinstance(payload, dict):
+        raise Unprocessable(
+            "the request body must be a JSON object",
+            errors={"_schema": [f"expected an object, got {json_input.kind(payload)}"]},
+        )
     try:
         return schema.load(payload)
     except ValidationError as exc:

@@ -145,9 +145,24 @@ def _price(
     unit_price = row.get("unit_price")
     field = f"{path}.unit_price"
     price = _converted(unit_price, rate, field, problems)
-    if price is None and not _only_foreign(unit_price):
-        problems.add(f"{field} has no amount", field)
-    return price
+    if price is None:
+        if not _only_foreign(unit_price):
+            problems.add(f"{field} has no amount", field)
+        return None
+    if price < 0:
+        problems.add(f"{field} is {price:,}: Finan takes no negative prices", field)
+        return None
+    return as_finan_reads(price)
+
+
+def as_finan_reads(price: Decimal) -> Decimal:
+    """``price`` as Finan will read it from the body sent. Finan's prices are float64s: a
+    whole price goes as a JSON integer, exact; any other as the nearest float
+    (``schemas.finan.JsonMoney``). The totals are checked on that, not on digits that are
+    never sent."""
+    if price == price.to_integral_value():
+        return price
+    return Decimal(repr(float(price)))
 
 
 def _quantity(row: Mapping[str, Any], path: str, problems: _Problems) -> int | None:
@@ -158,6 +173,12 @@ def _quantity(row: Mapping[str, Any], path: str, problems: _Problems) -> int | N
     if product != product.to_integral_value():
         problems.add(
             f"{path}: quantity × period is {product}, not a whole number (Finan needs one)",
+            f"{path}.quantity",
+        )
+        return None
+    if product < 1:
+        problems.add(
+            f"{path}: quantity × period is {product}; Finan needs at least 1",
             f"{path}.quantity",
         )
         return None

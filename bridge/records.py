@@ -351,7 +351,7 @@ class RecordStore:
             CODE_INDEX_KEY, b"[" + prefix, b"[" + prefix + b"\xff", start=0, num=SEARCH_LIMIT
         )
         candidates = {int(member.rpartition(b"\0")[2]) for member in members}
-        if query.isdigit():
+        if query.isascii() and query.isdigit():  # "²" is a digit to isdigit, not to int
             candidates.add(int(query))
         found = [
             record

@@ -31,6 +31,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
+from bridge import json_input
 from bridge.errors import Unprocessable
 from schemas.fields import DirectLoad, ExcludeUnknownSchema, FlatNested, optional
 
@@ -68,7 +69,9 @@ def parse_amount(value: Any) -> Decimal | None:
     """
     number = _parse_number(value)
     if number is not None and abs(number) >= MAX_AMOUNT:
-        raise ValueError(f"{value!r} is too large to be an amount (limit {MAX_AMOUNT:,})")
+        raise ValueError(
+            f"{json_input.shown(value)} is too large to be an amount (limit {MAX_AMOUNT:,})"
+        )
     return number
 
 
@@ -86,7 +89,7 @@ def _parse_number(value: Any) -> Decimal | None:
             return None
         if _AMBIGUOUS_DOT.fullmatch(text):
             raise ValueError(
-                f"{value!r} is ambiguous: write {text.replace('.', '')!r} or "
+                f"{json_input.shown(value)} is ambiguous: write {text.replace('.', '')!r} or "
                 f"{text.replace('.', ',')!r} for thousands, or drop the trailing zeros"
             )
         if _PLAIN.fullmatch(text):
@@ -96,17 +99,17 @@ def _parse_number(value: Any) -> Decimal | None:
     elif value is None:
         return None
     elif isinstance(value, bool):  # bool is an int subclass: True must not become 1 đồng
-        raise ValueError(f"expected an amount, got {value!r}")
+        raise ValueError(f"expected an amount, got {json_input.shown(value)}")
     elif isinstance(value, int):
         return Decimal(value)
     elif isinstance(value, float | Decimal):
         # str() first: Decimal(0.1) would carry the float's binary noise.
         number = Decimal(str(value)) if isinstance(value, float) else value
         if not number.is_finite():
-            raise ValueError(f"expected a finite amount, got {value!r}")
+            raise ValueError(f"expected a finite amount, got {json_input.shown(value)}")
         return number
     raise ValueError(
-        f"{value!r} is not an amount (expected a number or a string like "
+        f"{json_input.shown(value)} is not an amount (expected a number or a string like "
         "'40000000', '40,000,000', '40.000.000' or '1,234.5')"
     )
 
@@ -207,7 +210,7 @@ class CrmId(DirectLoad):
         if text and text.isascii() and text.isdigit():  # "²" is a digit to str.isdigit
             value = int(text)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValidationError(f"expected a positive integer id, got {value!r}")
+            raise ValidationError(f"expected a positive integer id, got {json_input.shown(value)}")
         return value
 
 
@@ -226,9 +229,11 @@ def parse_crm_datetime(value: str) -> datetime | None:
             except ValueError:
                 continue
         else:
-            raise ValueError(f"{value!r} is not a date; accepted: {_DATE_FORMATS}") from None
+            raise ValueError(
+                f"{json_input.shown(value)} is not a date; accepted: {_DATE_FORMATS}"
+            ) from None
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
-        raise ValueError(f"{value!r} is outside the years {MIN_YEAR} to {MAX_YEAR}")
+        raise ValueError(f"{json_input.shown(value)} is outside the years {MIN_YEAR} to {MAX_YEAR}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=VIETNAM_TIME)
     return moment.astimezone(UTC)
@@ -352,7 +357,7 @@ def load_invoice(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, Mapping):
         raise Unprocessable(
             'the invoice can\'t be read: expected a JSON object (the invoice, or {"data": ...})',
-            errors={"_schema": [f"expected an object, got {type(payload).__name__}"]},
+            errors={"_schema": [f"expected an object, got {json_input.kind(payload)}"]},
         )
     try:
         return _INVOICE_SCHEMA.load(payload)

@@ -90,6 +90,7 @@ def test_lists_are_newest_first_filtered_searchable_and_paged(client, crm_header
     failed = client.get("/admin/invoices?state=failed", headers=ADMIN).json["data"]
     by_code = client.get("/admin/invoices?q=hd0", headers=ADMIN).json["data"]
     by_id = client.get("/admin/invoices?q=18", headers=ADMIN).json["data"]
+    by_unicode_digit = client.get("/admin/invoices?q=1%C2%B2", headers=ADMIN)
     page_2 = client.get("/admin/invoices?per_page=2&page=2", headers=ADMIN).json["data"]
 
     assert [r["invoice_id"] for r in everything["invoices"]] == [21, 20, 19, 18, 17]
@@ -104,6 +105,7 @@ def test_lists_are_newest_first_filtered_searchable_and_paged(client, crm_header
     assert failed["invoices"][0]["last_error"]["message"] == "invalid invoice"
     assert [r["invoice_id"] for r in by_code["invoices"]] == [20, 19, 18, 17]
     assert [r["invoice_id"] for r in by_id["invoices"]] == [18]
+    assert (by_unicode_digit.status_code, by_unicode_digit.json["data"]["invoices"]) == (200, [])
     assert (page_2["total"], [r["invoice_id"] for r in page_2["invoices"]]) == (5, [19, 18])
     issued_hd = client.get("/admin/invoices?q=HD&state=issued", headers=ADMIN).json["data"]
     assert [r["invoice_id"] for r in issued_hd["invoices"]] == [19, 18, 17]

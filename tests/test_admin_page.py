@@ -57,6 +57,12 @@ def test_pages_need_a_login_and_come_back_after_it(client):
     assert client.get("/admin/").status_code == 200
 
 
+@pytest.mark.parametrize("next_path", ["/admin/\r\nX-Evil: 1", "/admin/\x00", "/admin/\t"])
+def test_a_next_path_with_a_control_character_goes_to_the_index(client, next_path):
+    logged = log_in(client, next_path=next_path)
+    assert (logged.status_code, logged.headers["Location"]) == (303, "/admin/")
+
+
 def test_the_session_cookie_is_httponly_strict_and_limited_to_the_page(client):
     response = log_in(client)
 
@@ -159,6 +165,20 @@ def test_the_page_shows_counts_and_a_searchable_table(operator, crm_headers, fin
     assert 'href="/admin/invoice/18"' in searched and 'href="/admin/invoice/17"' not in searched
     assert "Re-sync all 1 failed" in everything
     assert operator.get("/admin/?state=bogus").status_code == 422
+
+
+def test_paging_links_keep_the_page_size_and_a_unicode_digit_finds_nothing(operator, crm_headers):
+    for invoice_id in (17, 18, 19):
+        assert issue(operator, crm_headers, invoice_id).status_code == 201
+
+    first = page(operator, "/admin/?per_page=2")
+    second = page(operator, "/admin/?per_page=2&page=2")
+    searched = page(operator, "/admin/?q=%C2%B2")  # "²": a digit to str.isdigit, not to int
+
+    assert 'href="/admin/?per_page=2&amp;page=2"' in first
+    assert 'href="/admin/invoice/17"' in second and 'href="/admin/invoice/19"' not in second
+    assert 'href="/admin/invoice/' not in searched
+    assert 'href="/admin/?page=2"' not in page(operator, "/admin/")  # one page: no link
 
 
 def test_an_invoice_shows_its_history_and_last_body(operator, crm_headers):

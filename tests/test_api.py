@@ -141,6 +141,60 @@ def test_nan_is_not_json_400(client, crm_headers):
     assert response.status_code == 400
 
 
+def _with_code(invoice_id: int, code_json: str) -> bytes:
+    """An issue body for a sample invoice whose ``code`` is the JSON text ``code_json``."""
+    invoice = sample_invoices()[invoice_id]
+    invoice["code"] = "__CODE__"
+    return json.dumps({"data": invoice}).replace('"__CODE__"', code_json).encode()
+
+
+def test_a_lone_surrogate_escape_is_400_and_nothing_is_sent(client, crm_headers, finan):
+    body = _with_code(17, r'"HD\ud800"')  # half of a pair: not a character, can't be UTF-8
+    response = issue(client, crm_headers, data=body, content_type="application/json")
+
+    assert response.status_code == 400, response.json
+    assert "surrogate" in response.json["message"]
+    assert finan_puts(finan) == []
+
+
+def test_a_surrogate_pair_escape_is_a_character_and_is_issued(client, crm_headers, finan):
+    body = _with_code(17, r'"HD\ud83d\ude00"')  # one emoji, written as a pair of escapes
+    response = issue(client, crm_headers, data=body, content_type="application/json")
+
+    assert response.status_code == 201, response.json
+    assert response.json["data"]["code"] == "HD\U0001f600"
+    assert finan_puts(finan)[0]["body"]["reference_code"] == "HD\U0001f600"
+
+
+def test_a_cancel_note_with_a_lone_surrogate_is_400_and_the_invoice_stays_issued(
+    client, crm_headers, finan
+):
+    assert issue(client, crm_headers).status_code == 201
+    cancel = client.post(
+        f"{API}/17/cancel",
+        data=rb'{"cancel_note": "\udc00"}',
+        headers={**crm_headers, "Content-Type": "application/json"},
+    )
+    record = client.get(f"{API}/17", headers=crm_headers).json["data"]
+
+    assert cancel.status_code == 400, cancel.json
+    assert len(finan_puts(finan)) == 1  # the issue only: Finan and the record still agree
+    assert record["state"] == "issued"
+
+
+def test_a_json_number_is_read_exactly_not_as_a_float(client, crm_headers, finan):
+    # The CRM's total written as a JSON number with more digits than a float holds: as a
+    # float it would be x.5 and round up past the rows' total; read exactly, it rounds to it.
+    invoice = sample_invoices()[17]
+    total = int(invoice["total_amount"]["base"].replace(",", ""))
+    invoice["total_amount"]["base"] = "__TOTAL__"
+    body = json.dumps({"data": invoice}).replace('"__TOTAL__"', f"{total}.4999999999999999")
+    response = issue(client, crm_headers, data=body, content_type="application/json")
+
+    assert response.status_code == 201, response.json
+    assert response.json["data"]["total_amount"] == str(total)
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {CRM_TOKEN}"}],
@@ -652,8 +706,9 @@ def test_an_issue_body_that_is_not_an_invoice_object_is_422(client, crm_headers,
     response = issue(
         client, crm_headers, 17, data=json.dumps(payload), content_type="application/json"
     )
-    assert response.status_code in (201, 422)  # JSON null is "no invoice": the bridge pulls
-    assert (response.status_code == 201) == (payload is None)
+    # Only an empty body means "no invoice, pull it"; JSON null is neither that nor an invoice.
+    assert response.status_code == 422, response.json
+    assert "object" in response.json["errors"]["_schema"][0]
 
 
 def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redis):

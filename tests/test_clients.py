@@ -10,7 +10,13 @@ import pytest
 from bridge.clients.finan import FinanClient
 from bridge.clients.http import MAX_INLINE_RETRY_AFTER_SECONDS, parse_retry_after
 from bridge.clients.tourwell import TourwellClient
-from bridge.errors import CrmUnavailable, NotFound, ProviderRejected, ProviderUnavailable
+from bridge.errors import (
+    CrmFailed,
+    CrmUnavailable,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from bridge.mapping import MappingConfig, map_invoice
 from bridge.records import provider_invoice_id
 from bridge.sandbox.samples import sample_invoices
@@ -197,6 +203,29 @@ def test_a_crm_that_stays_down_is_unavailable(settings, redis, tourwell):
         TourwellClient(settings, redis).get_invoice(17)
 
     assert len(gets(tourwell)) == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [(rb'{"data": {"id": 17, "code": "HD\ud800"}}', "surrogate"), (b"{'data': 1}", "JSON")],
+)
+def test_an_invoice_the_bridge_could_not_store_or_send_is_a_crm_failure(
+    settings, redis, answer, problem
+):
+    from flask import Flask, Response
+
+    from bridge.sandbox.loopback import LoopbackServer
+
+    crm = Flask("canned-crm")
+    crm.get("/api/v1/invoices/<int:invoice_id>")(
+        lambda invoice_id: Response(answer, mimetype="application/json")
+    )
+    with LoopbackServer(crm) as server:
+        client = TourwellClient(dataclasses.replace(settings, tourwell_base_url=server.url), redis)
+        with pytest.raises(CrmFailed) as caught:
+            client.get_invoice(17)
+    assert caught.value.status == 502
+    assert "invoice 17" in caught.value.message and problem in caught.value.message
 
 
 # --- how Finan's answers are classified (a canned server answers exactly as told) ---

@@ -195,6 +195,49 @@ def test_quantity_is_quantity_times_period(quantity, period, expected):
         assert type(body["items"][0]["quantity"]) is int
 
 
+@pytest.mark.parametrize(("quantity", "period"), [(0, None), (-1, None), (2, "-1"), (0, 3)])
+def test_a_quantity_below_one_names_the_field(quantity, period):
+    row = price_row(price=1000, quantity=quantity, period=period, vat=None)
+    with pytest.raises(Unprocessable) as info:
+        map_invoice(crm_invoice([row], 0), CONFIG)
+    assert "order_info.services[0].prices[0].quantity" in info.value.errors
+    assert "at least 1" in info.value.message
+
+
+def test_a_negative_price_names_the_field():
+    row = price_row(price="-100000", vat=None)
+    with pytest.raises(Unprocessable) as info:
+        map_invoice(crm_invoice([row], -100_000), CONFIG)
+    assert "order_info.services[0].prices[0].unit_price" in info.value.errors
+    assert "negative" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("price", "sent"),
+    [("1000.4999999999999999", "1000.5"), ("0.1", "0.1"), ("123456789.123456789", None)],
+)
+def test_a_price_is_checked_as_finan_reads_it_from_the_bytes_sent(price, sent):
+    # Finan reads prices as float64: 1000.4999999999999999 arrives as 1000.5, which it
+    # rounds up. The check must see what arrives, not digits that are never sent.
+    arrives = Decimal(repr(float(Decimal(price))))
+    assert sent is None or arrives == Decimal(sent)
+    crm_total = round_dong(arrives)
+    body = map_invoice(crm_invoice([price_row(price=price, vat=None)], str(crm_total)), CONFIG)
+
+    assert body["items"][0]["price"] == arrives
+    sent_body = json.loads(encode_request(body))
+    assert Decimal(repr(sent_body["items"][0]["price"])) == arrives
+    assert finan_totals(sent_body)[0] == finan_totals(body)[0] == crm_total
+
+
+def test_a_total_met_only_by_digits_finan_never_receives_is_refused():
+    # 1000.4999999999999999 rounds to 1000, but Finan receives 1000.5 and computes 1001.
+    row = price_row(price="1000.4999999999999999", vat=None)
+    with pytest.raises(Unprocessable) as info:
+        map_invoice(crm_invoice([row], "1000"), CONFIG)
+    assert "Finan would compute a total of 1,001 VND" in info.value.message
+
+
 # --- taxes ---------------------------------------------------------------------------------
 
 
@@ -460,7 +503,7 @@ def generated_invoice(draw):
             forex = Decimal(draw(st.integers(1, 100_000))) / 100
             unit_price, price = {"original": None, "forex": crm_text(forex)}, forex * exchange_rate
         units = quantity * (period or 1)
-        mappable &= units == int(units)
+        mappable &= units == int(units) and units >= 1  # Finan needs a whole quantity, ≥ 1
         amount = price * units
         grand = amount if inclusive or rate is None else amount * (100 + rate) / 100
         total += grand

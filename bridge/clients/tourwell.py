@@ -14,6 +14,7 @@ from typing import Any
 import redis
 import requests
 
+from bridge import json_input
 from bridge.clients.http import (
     INLINE_ATTEMPTS,
     TIMEOUT_SECONDS,
@@ -63,10 +64,11 @@ class TourwellClient:
         """The invoice as Tourwell's GET returns it (``{"data": {...}}``)."""
         response = self._call("GET", f"/api/v1/invoices/{invoice_id}", invoice_id)
         try:
-            payload = response.json()
-        except ValueError as exc:
+            payload = json_input.loads(response.content)
+        except (ValueError, RecursionError) as exc:
             raise CrmFailed(
-                f"the CRM answered invoice {invoice_id} with a body that is not JSON"
+                f"the CRM answered invoice {invoice_id} with a body that is not valid UTF-8 "
+                f"JSON: {exc}"
             ) from exc
         if not isinstance(payload, dict):
             raise CrmFailed(f"the CRM answered invoice {invoice_id} with unexpected JSON")

@@ -12,6 +12,7 @@ from bridge.errors import Unprocessable
 from schemas.tourwell import (
     CancelSchema,
     CrmDateTime,
+    CrmId,
     InvoiceSchema,
     Money,
     MoneyValue,
@@ -333,3 +334,26 @@ def test_absurd_amounts_are_refused(value):
 def test_dates_outside_the_sane_years_are_refused(text):
     with pytest.raises(ValueError, match="outside the years"):
         parse_crm_datetime(text)
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value", [_nested(5000), {"a": _nested(5000)}], ids=["array", "object"])
+def test_a_value_nested_too_deep_to_print_is_named_by_its_kind(value):
+    with pytest.raises(ValueError) as amount:
+        parse_amount(value)
+    with pytest.raises(ValidationError) as crm_id:
+        CrmId().deserialize(value)
+    assert "a JSON array" in str(amount.value) or "a JSON object" in str(amount.value)
+    assert "a JSON" in str(crm_id.value)
+
+
+def test_a_long_string_is_echoed_cut_short():
+    with pytest.raises(ValueError) as caught:
+        parse_amount("x" * 10_000)
+    assert len(str(caught.value)) < 300 and "..." in str(caught.value)
