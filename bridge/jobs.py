@@ -117,7 +117,19 @@ def outcome_fields(record: Record, lookup_url_template: str | None) -> dict[str,
         return {"note": f"Finan invoice cancelled (nothing left to collect): {codes}"}
     if record.state == FAILED:
         return {"note": f"Finan rejected the invoice ({error.get('code')}): {error.get('message')}"}
-    return {"note": f"Not sent to Finan: {error.get('message')}"}
+    # Dead: Finan never confirmed it, but a try that timed out or was cut off may have been
+    # stored there: never "not sent".
+    operation = record.pending.operation if record.pending else "operation"
+    advice = "An operator should re-sync it once Finan is back"
+    if operation != "cancel":
+        advice += (
+            "; if the invoice is to be cancelled instead, cancel it in the CRM (the bridge "
+            "then sends the cancel, not the invoice)"
+        )
+    return {
+        "note": f"Finan did not confirm the {operation}; it may or may not have reached "
+        f"Finan. {advice}. Last error: {error.get('message')}"
+    }
 
 
 class BridgeWorker(Worker):

@@ -14,7 +14,8 @@ is the one the full path gives, as of the moment the record was read.
 Transitions:
     issue   allowed unless cancelled; a second issue must carry the same content
     update  only after an issue (accepted by Finan, or queued), never after cancel
-    cancel  only after an issue (accepted, or queued); a repeat is answered from the record
+    cancel  once a body may have reached Finan (accepted, or pending: queued, failed or
+            dead); a repeat is answered from the record
 
 When Finan stays unavailable through the inline retries, the operation becomes the record's
 ``pending`` one, a queue job is scheduled with it, and the caller gets ``202`` (state
@@ -233,16 +234,20 @@ class InvoiceOperations:
             )
 
     def cancel(self, invoice_id: int, cancel_note: str | None) -> Outcome:
-        """Finan has no cancel: send the latest body emptied of anything to collect."""
+        """Finan has no cancel: send the latest body emptied of anything to collect.
+
+        Allowed once anything may have reached Finan: a body Finan accepted, or a pending
+        operation, queued, failed or dead (a try that timed out or was cut off may have been
+        stored). Only an invoice the bridge never sent a body for has nothing to cancel.
+        """
         with self._locked(invoice_id) as (lock, record):
-            if record is None or not (record.accepted or record.state == QUEUED):
+            if record is None or not (record.accepted or record.pending is not None):
                 raise Conflict(f"invoice {invoice_id} has not been issued yet; nothing to cancel")
             if record.state == CANCELLED:
                 return Outcome(201, CANCEL_MESSAGE, record)
             if _queued(record) and record.pending.operation == CANCEL:
                 return Outcome(202, QUEUED_MESSAGE, record)
-            latest = record.pending.body if _queued(record) else record.last_body
-            body = encode_request(cancel_body(decode_request(latest)))
+            body = _cancel_body_of(record)
             record.cancel_note = cancel_note
             pending = Pending(CANCEL, body.decode(), CANCELLED)
             return self._send(lock, record, pending, Outcome(201, CANCEL_MESSAGE, record))
@@ -642,6 +647,18 @@ def _cancelled(record: Record) -> bool:
     """Cancelled, or a cancel is pending (queued, failed or dead): only a cancel may follow."""
     pending_cancel = record.pending is not None and record.pending.operation == CANCEL
     return record.state == CANCELLED or pending_cancel
+
+
+def _cancel_body_of(record: Record) -> bytes:
+    """The cancel body: the invoice's latest body with nothing left to collect.
+
+    The latest is the pending body (queued or dead: it may have reached Finan), else the
+    one Finan last accepted. A pending body Finan refused (``failed``) is used only when
+    Finan never accepted one: the cancel should not carry what Finan refused.
+    """
+    refused = record.state == FAILED and record.last_body is not None
+    pending = record.pending.body if record.pending is not None and not refused else None
+    return encode_request(cancel_body(decode_request(pending or record.last_body)))
 
 
 def _resync_sends(record: Record, body: bytes, force: bool) -> bool:

@@ -799,3 +799,34 @@ def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converge
     repeat = issue(client, crm_headers)
     assert repeat.status_code == 201
     assert len(finan.state.invoices) == 1  # both PUTs landed on the one derived id
+
+
+def test_a_cancel_after_a_rejected_first_issue_sends_the_cancel_body(client, crm_headers, finan):
+    # A rejected issue may follow tries that reached Finan: a cancel must still be possible.
+    finan.state.fail_next("client_error")
+    assert issue(client, crm_headers).status_code == 502
+
+    response = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert response.status_code == 201, response.json
+    assert response.json["data"]["state"] == "cancelled"
+    sent = finan_puts(finan)[-1]
+    assert sent["path"].endswith(f"/update-invoice/{response.json['data']['provider_invoice_id']}")
+    assert sent["body"]["items"] == [] and sent["body"]["payment_config"] == []
+    assert issue(client, crm_headers).status_code == 409
+
+
+def test_a_cancel_after_a_rejected_update_is_built_from_the_body_finan_accepted(
+    client, crm_headers, finan
+):
+    assert issue(client, crm_headers).status_code == 201
+    accepted = finan_puts(finan)[-1]["body"]
+    finan.state.fail_next("client_error")
+    update = client.put(f"{API}/17", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
+    assert update.status_code == 502
+
+    response = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert response.status_code == 201
+    sent = finan_puts(finan)[-1]["body"]
+    assert sent["items"] == [] and sent["customer"] == accepted["customer"]

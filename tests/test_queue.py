@@ -217,7 +217,9 @@ def test_after_the_last_attempt_of_the_schedule_the_record_is_dead(
     assert "105000" in record["last_error"]["message"]  # Finan's last error is kept
     assert len(finan_puts(finan)) == 3 + 3 * 3  # inline, then three queued attempts of three
     assert queue_is_empty(redis)
-    assert "Not sent to Finan" in crm_writes(tourwell)[0]["body"]["note"]
+    note = crm_writes(tourwell)[0]["body"]["note"]
+    assert "may or may not have reached Finan" in note  # a try may have reached it
+    assert "re-sync" in note and "105000" in note  # what to do, and the last error
     finan.state.reset()  # Finan is back: the CRM's next issue sends it inline
     assert issue(client, crm_headers).status_code == 201
     assert record_of(client, crm_headers)["state"] == "issued"
@@ -423,3 +425,122 @@ def test_the_total_written_back_is_whole_dong_rounded_half_up_as_the_mapping_rou
     record = Record(17, "id", state="issued", total_amount=Decimal(finan_total))
 
     assert jobs.outcome_fields(record, None)["total_amount"] == written
+
+
+def late_finan(app, settings) -> None:
+    """A Finan client with a short read timeout: stands for Finan hanging past the real one
+    (with the stand-in's late_answer fault: stored, answered after the bridge gave up)."""
+    from bridge.clients.finan import FinanClient
+
+    app.extensions["bridge"].operations._finan = FinanClient(settings, timeout=(1.0, 0.3))
+
+
+def pending_operation(app, invoice_id=17) -> str | None:
+    pending = app.extensions["bridge"].operations.records.get(invoice_id).pending
+    return pending.operation if pending else None
+
+
+def test_an_issue_finan_stored_but_answered_too_late_goes_dead_and_a_cancel_still_cancels_it(
+    make_app, settings, crm_headers, finan, tourwell, redis
+):
+    app = make_app(BRIDGE_RETRY_SCHEDULE="0")  # one queued attempt, then dead
+    client = app.test_client()
+    late_finan(app, settings)
+    # Three inline tries, then the queued attempt's three: each stored, each answered late.
+    finan.state.fail_next("late_answer", count=6, delay=0.6)
+    assert issue(client, crm_headers).status_code == 202
+    run_worker(redis)
+    record = record_of(client, crm_headers)
+    assert record["state"] == "dead"
+    (provider_id,) = finan.state.invoices  # yet Finan holds a payable invoice
+    assert provider_id == record["provider_invoice_id"]
+    assert finan.state.invoices[provider_id]["body"]["items"] != []
+    (write,) = crm_writes(tourwell)
+    assert "Not sent" not in write["body"]["note"]
+    assert "may or may not have reached Finan" in write["body"]["note"]
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers, json={"cancel_note": "trip off"})
+
+    assert cancel.status_code == 201, cancel.json
+    assert cancel.json["message"] == "Invoice Canceled successfully"
+    record = record_of(client, crm_headers)
+    assert (record["state"], record["cancel_note"]) == ("cancelled", "trip off")
+    assert record["last_error"] is None
+    last = finan_puts(finan)[-1]
+    assert last["path"].endswith(f"/update-invoice/{provider_id}")
+    assert last["outcome"] == "updated"  # the invoice Finan stored, not a new one
+    assert list(finan.state.invoices) == [provider_id]
+    stored = finan.state.invoices[provider_id]["body"]
+    assert stored["items"] == [] and stored["payment_config"] == []
+    assert history(app)[0].actor == "crm" and history(app)[0].outcome == "cancelled"
+    # Neither the CRM's issue nor an operator's re-sync brings the payable invoice back.
+    assert issue(client, crm_headers).status_code == 409
+    resynced = app.extensions["bridge"].operations.resync(17)
+    assert resynced.record.state == "cancelled"
+    assert finan_puts(finan)[-1]["body"]["items"] == []
+    assert finan.state.invoices[provider_id]["body"]["items"] == []
+
+
+def test_a_cancel_of_a_dead_invoice_while_finan_is_still_down_is_queued_and_then_sent(
+    app, client, crm_headers, finan, tourwell, redis
+):
+    finan.state.fail_next("server_error", count=12)  # inline, then three queued attempts
+    issue(client, crm_headers)
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "dead"
+    finan.state.fail_next("unavailable", count=3)
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert cancel.status_code == 202
+    record = record_of(client, crm_headers)
+    assert record["state"] == "queued"
+    assert pending_operation(app) == "cancel"
+    assert issue(client, crm_headers).status_code == 409  # only a cancel may follow
+    run_worker(redis)
+    record = record_of(client, crm_headers)
+    assert record["state"] == "cancelled"
+    sent = [r for r in finan_puts(finan) if r["outcome"] in ("created", "updated")]
+    assert len(sent) == 1  # the full invoice never reached Finan; only the cancel did
+    assert sent[0]["body"]["items"] == [] and sent[0]["body"]["payment_config"] == []
+    assert "cancelled" in crm_writes(tourwell)[-1]["body"]["note"]
+
+
+def test_a_cancel_of_a_dead_invoice_that_finan_rejects_is_failed_and_still_bars_issue(
+    app, client, crm_headers, finan, redis
+):
+    finan.state.fail_next("server_error", count=12)
+    issue(client, crm_headers)
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "dead"
+    finan.state.fail_next("client_error")
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert cancel.status_code == 502
+    record = record_of(client, crm_headers)
+    assert record["state"] == "failed"
+    assert pending_operation(app) == "cancel"
+    assert issue(client, crm_headers).status_code == 409
+    again = client.post(f"{API}/17/cancel", headers=crm_headers)
+    assert again.status_code == 201
+    assert record_of(client, crm_headers)["state"] == "cancelled"
+    assert finan_puts(finan)[-1]["body"]["items"] == []
+
+
+def test_a_cancel_after_a_dead_update_is_built_from_the_updated_body(
+    app, client, crm_headers, finan, redis
+):
+    assert issue(client, crm_headers).status_code == 201
+    finan.state.fail_next("server_error", count=12)
+    update = client.put(f"{API}/17", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
+    assert update.status_code == 202
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "dead"
+
+    cancel = client.post(f"{API}/17/cancel", headers=crm_headers)
+
+    assert cancel.status_code == 201
+    assert record_of(client, crm_headers)["state"] == "cancelled"
+    sent = finan_puts(finan)[-1]["body"]
+    assert sent["items"] == [] and sent["customer"]["address"] == "1 Lê Lợi"
