@@ -184,7 +184,7 @@ class InvoiceOperations:
             body = self._encode(invoice, record)
             if record.accepted:
                 if fingerprint(body) in (record.fingerprint, _pending_fingerprint(record)):
-                    self._settle(record)
+                    self._settle(record, requested=ISSUE)
                     if record.state == QUEUED:
                         return Outcome(202, QUEUED_MESSAGE, record)
                     return Outcome(201, ALREADY_ISSUED_MESSAGE, record)
@@ -381,9 +381,13 @@ class InvoiceOperations:
         anchor = _value_at(earlier) if earlier else None
         return encode_request(map_invoice(invoice, self._mapping_config, now=anchor))
 
-    def _settle(self, record: Record, changed: bool = False) -> None:
-        """Finan already holds exactly this body: an earlier failure no longer applies."""
-        if record.state in (FAILED, DEAD):
+    def _settle(self, record: Record, changed: bool = False, requested: str = UPDATE) -> None:
+        """Finan already holds exactly the body of the CRM's ``requested`` operation: an
+        earlier failure no longer applies. But an issue settles only a failed or dead issue:
+        a failed or dead update (or cancel) came after it, is not what the issue asks for,
+        and stays, with its error, for an operator or the CRM's next update."""
+        later = record.pending is not None and record.pending.operation != ISSUE
+        if record.state in (FAILED, DEAD) and not (requested == ISSUE and later):
             record.state, record.last_error, record.pending = ISSUED, None, None
             changed = True
         if changed:

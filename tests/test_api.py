@@ -394,6 +394,41 @@ def test_a_failed_issue_can_be_issued_again(client, crm_headers, finan):
     assert response.json["data"]["last_error"] is None
 
 
+@pytest.mark.parametrize("repeat", ["same bytes", "same content", "pulled"])
+def test_the_issue_repeated_after_a_rejected_update_answers_201_and_leaves_the_update_failed(
+    app, client, crm_headers, finan, repeat
+):
+    from schemas.finan import decode_request
+
+    body = json.dumps(sample_invoices()[18])
+    first = issue(client, crm_headers, 18, data=body, content_type="application/json")
+    assert first.status_code == 201
+    finan.state.fail_next("client_error")
+    update = client.put(f"{API}/18", headers=crm_headers, json={"company_address": "12 Hàng Bạc"})
+    assert update.status_code == 502
+    sent = len(finan_puts(finan))
+    again = {
+        "same bytes": {"data": body, "content_type": "application/json"},
+        "same content": {"json": sample_invoices()[18]},  # laid out differently
+        "pulled": {},  # no invoice in the body: the CRM's copy, the same invoice
+    }[repeat]
+
+    response = issue(client, crm_headers, 18, **again)
+
+    assert response.status_code == 201, response.json  # Finan holds the issue already
+    assert response.json["message"] == "Invoice already issued; nothing changed"
+    assert response.json["data"]["state"] == "failed"
+    assert len(finan_puts(finan)) == sent
+    records = app.extensions["bridge"].operations.records
+    record = records.get(18)
+    assert (record.state, record.last_error["code"]) == ("failed", 104001)
+    assert record.pending.operation == "update"  # still there for an operator
+    assert decode_request(record.pending.body)["customer"]["address"] == "12 Hàng Bạc"
+    assert records.ids_in_state("failed") == [18]
+    latest = records.history(18)[0]
+    assert (latest.operation, latest.outcome) == ("update", "failed")
+
+
 def test_finan_blips_are_retried_inline(client, crm_headers, finan):
     finan.state.fail_next("server_error", count=2)
 

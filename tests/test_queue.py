@@ -366,6 +366,34 @@ def test_the_queued_issue_request_again_after_the_worker_sent_it_is_answered_fro
     assert len(finan_puts(finan)) == sent
 
 
+def test_the_issue_repeated_after_an_update_went_dead_leaves_the_update_dead(
+    app, client, crm_headers, finan, redis
+):
+    operations = app.extensions["bridge"].operations
+    assert issue(client, crm_headers).status_code == 201
+    finan.state.fail_next("server_error", count=3 + 3 * 3)  # inline, then three queued
+    update = client.put(f"{API}/17", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
+    assert update.status_code == 202
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "dead"
+    sent = len(finan_puts(finan))
+
+    repeat = issue(client, crm_headers)
+
+    assert repeat.status_code == 201, repeat.json  # Finan holds the issue already
+    assert len(finan_puts(finan)) == sent
+    record = operations.records.get(17)
+    assert record.state == "dead"
+    assert "gave up after 3 queued attempts" in record.last_error["message"]
+    assert record.pending.operation == "update"
+    assert decode_request(record.pending.body)["customer"]["address"] == "1 Lê Lợi"
+    assert operations.records.ids_in_state("dead") == [17]  # what a re-sync of dead finds
+    assert [(e.operation, e.outcome) for e in history(app)[:2]] == [
+        ("write_back", "written_back"),
+        ("update", "dead"),
+    ]
+
+
 def test_a_rejected_cancel_still_bars_issue_and_update_and_can_be_sent_again(
     app, client, crm_headers, finan
 ):
