@@ -7,9 +7,10 @@ exact bytes it would send with the one Finan last accepted (the content layer): 
 means nothing is sent and the caller gets the answer a first success would have had.
 
 One repeat is recognised before all that: an issue whose request body is byte for byte the
-one whose body Finan accepted last (the record's ``source``) is answered from the record,
-read without the lock. That is the CRM retrying an issue, the commonest repeat; the answer
-is the one the full path gives, as of the moment the record was read.
+one that started the operation whose body Finan accepted last (the record's ``source``) is
+answered from the record, read without the lock. That is the CRM retrying an issue, the
+commonest repeat; the answer is the one the full path gives, as of the moment the record
+was read.
 
 Transitions:
     issue   allowed unless cancelled; a second issue must carry the same content
@@ -20,9 +21,9 @@ Transitions:
 When Finan stays unavailable through the inline retries, the operation becomes the record's
 ``pending`` one, a queue job is scheduled with it, and the caller gets ``202`` (state
 ``queued``). While an invoice is queued, newer operations only replace ``pending`` (the
-latest content wins, a cancel wins over anything) and answer ``202`` at once: the job sends
-whatever is pending when it runs, on the schedule of ``Settings.retry_schedule``, then
-writes the outcome back to the CRM.
+latest content wins, a cancel wins over anything; a repeat of the issue request that queued
+it replaces nothing) and answer ``202`` at once: the job sends whatever is pending when it
+runs, on the schedule of ``Settings.retry_schedule``, then writes the outcome back to the CRM.
 
 Operators (DESIGN.md section 3, operator-facing) get two more: ``preview`` (pull, map and
 compare with what was last sent, sending nothing) and ``resync`` (pull, map and send, then
@@ -182,8 +183,12 @@ class InvoiceOperations:
                 )
             invoice = given or self._load(invoice_id, self._tourwell.get_invoice(invoice_id))
             body = self._encode(invoice, record)
+            if _queued(record) and _repeats(record.pending, source_fingerprint, body):
+                # What is queued already: replacing it would undo any update laid over it.
+                return Outcome(202, QUEUED_MESSAGE, record)
             if record.accepted:
-                if fingerprint(body) in (record.fingerprint, _pending_fingerprint(record)):
+                unchanged = fingerprint(body) == record.fingerprint
+                if unchanged or _accepted_from(record, source_fingerprint):
                     self._settle(record, requested=ISSUE)
                     if record.state == QUEUED:
                         return Outcome(202, QUEUED_MESSAGE, record)
@@ -199,10 +204,10 @@ class InvoiceOperations:
             )
 
     def answer_repeated_issue(self, invoice_id: int, source: str | None) -> Outcome | None:
-        """The answer to an issue request byte for byte the one whose body Finan accepted
-        last, ``source`` being the ``fingerprint`` of its body (``issue``'s answer, as of
-        the moment the record is read, without the lock, parsing or mapping); None for any
-        other request."""
+        """The answer to an issue request byte for byte the one that started the operation
+        whose body Finan accepted last, ``source`` being the ``fingerprint`` of its body
+        (``issue``'s answer, as of the moment the record is read, without the lock, parsing
+        or mapping); None for any other request."""
         if source is None:
             return None  # no invoice in the body: the CRM's copy decides
         known = self._records.get(invoice_id, with_body=False)
@@ -226,11 +231,15 @@ class InvoiceOperations:
             if record.state != QUEUED and record.fingerprint == fingerprint(body):
                 self._settle(record, changed)
                 return Outcome(200, "Invoice unchanged; nothing sent to Finan", record)
-            # Behind a queued issue, the update is still the invoice's first body.
-            operation = UPDATE if record.accepted else ISSUE
-            pending = Pending(operation, body.decode(), ISSUED)
+            # Behind a queued issue, the update is still the invoice's first body, and that
+            # issue's request is still the one that started it.
+            if record.accepted:
+                pending = Pending(UPDATE, body.decode(), ISSUED)
+            else:
+                source = record.pending.source if record.pending else None
+                pending = Pending(ISSUE, body.decode(), ISSUED, source=source)
             return self._send(
-                lock, record, pending, Outcome(200, "Invoice updated successfully", record)
+                lock, record, pending, Outcome(200, "Invoice updated successfully", record), UPDATE
             )
 
     def cancel(self, invoice_id: int, cancel_note: str | None) -> Outcome:
@@ -339,7 +348,9 @@ class InvoiceOperations:
                     self._records.add_event(invoice_id, event)
                 return ResyncOutcome(200, RESYNC_UNCHANGED_MESSAGE, record, UNCHANGED)
             state = CANCELLED if operation == CANCEL else ISSUED
-            pending = Pending(operation, body.decode(), state)
+            # A re-sync of an issue Finan has not accepted is still that issue.
+            source = record.pending.source if operation == ISSUE and record.pending else None
+            pending = Pending(operation, body.decode(), state, source=source)
             done = ResyncOutcome(200, RESYNCED_MESSAGE, record, SENT)
             outcome = self._send_now(lock, record, pending, OPERATOR, done, write_back=True)
             if outcome.status == 202:
@@ -420,10 +431,16 @@ class InvoiceOperations:
                     log.warning("lock on invoice %s expired before release", invoice_id)
 
     def _send(
-        self, lock: InvoiceLock, record: Record, pending: Pending, outcome: Outcome
+        self,
+        lock: InvoiceLock,
+        record: Record,
+        pending: Pending,
+        outcome: Outcome,
+        requested: str | None = None,
     ) -> Outcome:
-        """The CRM's operation: send ``pending`` to Finan now, or queue it; keep the result
-        on the record.
+        """The CRM's operation (``requested``, if not ``pending``'s own: an update behind a
+        queued issue is sent as that issue): send ``pending`` to Finan now, or queue it;
+        keep the result on the record.
 
         Behind an operation that is already queued, nothing is sent: ``pending`` replaces
         the queued one and the job already scheduled sends it. A rejection is kept (state
@@ -434,7 +451,8 @@ class InvoiceOperations:
             pending.attempts, pending.job_id = queued.attempts, queued.job_id
             pending.next_attempt_at = queued.next_attempt_at
             record.pending = pending
-            event = Event(pending.operation, CRM, "queued", "replaces the queued operation")
+            operation = requested or pending.operation
+            event = Event(operation, CRM, "queued", "replaces the queued operation")
             self._records.save(record, event)
             return Outcome(202, QUEUED_MESSAGE, record)
         return self._send_now(lock, record, pending, CRM, outcome)
@@ -639,8 +657,23 @@ class InvoiceLock(Lock):
 
 
 def _issued_from(record: Record, source_fingerprint: str) -> bool:
-    """Finan holds the body mapped from this very request, and nothing is pending."""
-    return record.state == ISSUED and record.pending is None and record.source == source_fingerprint
+    """Finan holds the body of the operation this very request started, and nothing is
+    pending."""
+    settled = record.state == ISSUED and record.pending is None
+    return settled and _accepted_from(record, source_fingerprint)
+
+
+def _accepted_from(record: Record, source_fingerprint: str | None) -> bool:
+    """Finan holds the body of the operation the issue request ``source_fingerprint``
+    started (its own, or an update laid over it while it was queued)."""
+    return source_fingerprint is not None and record.source == source_fingerprint
+
+
+def _repeats(pending: Pending, source_fingerprint: str | None, body: bytes) -> bool:
+    """An issue request (``source_fingerprint``, mapped to ``body``) repeats ``pending``: it
+    is the request that started it, or it would send the same body."""
+    same_request = source_fingerprint is not None and pending.source == source_fingerprint
+    return same_request or fingerprint(body) == fingerprint(pending.body)
 
 
 def _queued(record: Record | None) -> bool:
@@ -693,7 +726,3 @@ def _value_at(body: str) -> datetime:
     """The ``value_at`` of a body the bridge encoded (UTC, ``Z``), read without loading the
     whole body through its schema: this runs on every operation on a known invoice."""
     return datetime.fromisoformat(json.loads(body)["value_at"])
-
-
-def _pending_fingerprint(record: Record) -> str | None:
-    return fingerprint(record.pending.body) if _queued(record) else None

@@ -3,8 +3,8 @@
 One JSON value per invoice under ``bridge:record:<id>``. The record is the content layer of
 idempotency: ``fingerprint`` is the SHA-256 of the exact bytes of the last body Finan
 accepted, so an operation whose mapped body is unchanged sends nothing; ``source`` is the
-SHA-256 of the CRM's issue request that body was mapped from, so the same request again is
-answered at once. ``pending`` is the
+SHA-256 of the CRM's issue request that started the operation of that body, so the same
+request again is answered at once. ``pending`` is the
 operation Finan has not accepted yet (queued, failed or dead), with the exact body to send.
 
 That last accepted body (``last_body``, about 8 KB for 20 price rows) is kept under its own
@@ -127,9 +127,10 @@ class Pending:
     attempts: int = 0  # queued attempts made so far (the inline one not counted)
     job_id: str | None = None  # the queue job that will make the next attempt
     next_attempt_at: str | None = None
-    # The SHA-256 of the CRM's request this body was mapped from, when it came whole from
-    # one (an issue with the invoice in its body); kept as the record's ``source`` once
-    # Finan accepts the body.
+    # The SHA-256 of the CRM's issue request (with the invoice in its body) that started
+    # this operation: kept while Finan has accepted nothing yet and an update or re-sync
+    # replaces the body (the operation stays that issue), so a repeat of the request is
+    # known and replaces nothing; kept as the record's ``source`` once Finan accepts it.
     source: str | None = None
 
 
@@ -157,8 +158,10 @@ class Record:
     tax_amount: Decimal | None = None
     fingerprint: str | None = None
     last_body: str | None = None  # the exact JSON text of the last accepted body
-    # The SHA-256 of the CRM's issue request that ``last_body`` was mapped from, if it was
-    # one: the same request again is recognised without loading or mapping it.
+    # The SHA-256 of the CRM's issue request that started the operation of ``last_body``
+    # (mapped from it, or from an update or re-sync that replaced its body before Finan
+    # accepted anything), if one did: the same request again is recognised without loading
+    # or mapping it.
     source: str | None = None
     last_error: dict[str, Any] | None = None
     cancel_note: str | None = None

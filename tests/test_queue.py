@@ -20,7 +20,7 @@ from test_api import API, finan_puts, issue
 from bridge import jobs
 from bridge.jobs import BridgeWorker
 from bridge.queue import bridge_queue
-from bridge.records import Event, Record, state_index_key
+from bridge.records import Event, Record, fingerprint, state_index_key
 from bridge.redis_connection import lock_key, record_key
 from bridge.resync import batches_of
 from schemas.finan import decode_request
@@ -182,6 +182,107 @@ def test_a_repeat_of_a_queued_issue_is_answered_202_and_queues_nothing_more(
     assert repeat.status_code == 202
     assert len(finan_puts(finan)) == 3  # nothing sent inline behind a queued operation
     assert bridge_queue(redis).count == 1
+
+
+def test_the_queued_issue_request_repeated_after_an_update_replaces_nothing(
+    app, client, crm_headers, finan, redis
+):
+    from bridge.sandbox.samples import sample_invoices
+
+    operations = app.extensions["bridge"].operations
+    finan.state.fail_next("server_error", count=3)
+    body = json.dumps(sample_invoices()[18])
+    queued = issue(client, crm_headers, 18, data=body, content_type="application/json")
+    assert queued.status_code == 202
+    update = client.put(f"{API}/18", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
+    assert update.status_code == 202
+    job_ids = bridge_queue(redis).get_job_ids()
+
+    repeat = issue(client, crm_headers, 18, data=body, content_type="application/json")
+
+    assert repeat.status_code == 202
+    assert repeat.json["data"]["state"] == "queued"
+    assert bridge_queue(redis).get_job_ids() == job_ids  # nothing more queued
+    pending = operations.records.get(18).pending
+    assert pending.operation == "issue"  # Finan has accepted nothing yet
+    assert decode_request(pending.body)["customer"]["address"] == "1 Lê Lợi"
+    run_worker(redis)
+    sent = [r for r in finan_puts(finan) if r["outcome"] in ("created", "updated")]
+    assert [r["body"]["customer"]["address"] for r in sent] == ["1 Lê Lợi"]
+    assert [(e.operation, e.actor, e.outcome) for e in reversed(history(app, 18))] == [
+        ("issue", "crm", "queued"),
+        ("update", "crm", "queued"),
+        ("issue", "worker", "issued"),
+        ("write_back", "worker", "written_back"),
+    ]
+    # Sent: that issue request again is the issue already done, on the fast path (without
+    # the lock) and on the full one alike, and sends nothing.
+    again = issue(client, crm_headers, 18, data=body, content_type="application/json")
+    assert again.status_code == 201, again.json
+    assert again.json["message"] == "Invoice already issued; nothing changed"
+    full = operations.issue(18, json.loads(body), source=fingerprint(body.encode()))
+    assert (full.status, full.record.state) == (201, "issued")
+    assert len(finan_puts(finan)) == 3 + 1
+
+
+def test_the_queued_issue_sent_again_laid_out_differently_replaces_nothing(
+    app, client, crm_headers, finan, redis
+):
+    from bridge.sandbox.samples import sample_invoices
+
+    finan.state.fail_next("server_error", count=3)
+    invoice = sample_invoices()[18]
+    body = json.dumps(invoice)
+    issue(client, crm_headers, 18, data=body, content_type="application/json")
+
+    reformatted = json.dumps(invoice, indent=2)  # the same invoice: the same body to send
+    repeat = issue(client, crm_headers, 18, data=reformatted, content_type="application/json")
+
+    assert repeat.status_code == 202
+    records = app.extensions["bridge"].operations.records
+    assert records.get(18).pending.source == fingerprint(body.encode())  # not replaced
+    assert [(e.operation, e.outcome) for e in history(app, 18)] == [("issue", "queued")]
+    assert bridge_queue(redis).count == 1
+
+
+def test_an_issue_with_other_content_behind_a_queued_issue_replaces_it(
+    app, client, crm_headers, finan, redis
+):
+    from bridge.sandbox.samples import sample_invoices
+
+    finan.state.fail_next("server_error", count=3)
+    issue(client, crm_headers, 18, json=sample_invoices()[18])
+
+    newer = issue(client, crm_headers, 18, json={**sample_invoices()[18], "code": "HD-NEWER-18"})
+
+    assert newer.status_code == 202
+    assert bridge_queue(redis).count == 1
+    run_worker(redis)
+    sent = [r for r in finan_puts(finan) if r["outcome"] in ("created", "updated")]
+    assert [r["body"]["reference_code"] for r in sent] == ["HD-NEWER-18"]  # the latest content
+
+
+def test_the_queued_issue_request_repeated_after_a_re_sync_replaces_nothing(
+    app, client, crm_headers, finan, redis
+):
+    from bridge.sandbox.samples import sample_invoices
+
+    operations = app.extensions["bridge"].operations
+    finan.state.fail_next("server_error", count=6)  # the issue's inline tries, the re-sync's
+    # Not the CRM's copy of invoice 18, which the operator's re-sync pulls and sends.
+    body = json.dumps({**sample_invoices()[18], "code": "HD-GIVEN-18"})
+    queued = issue(client, crm_headers, 18, data=body, content_type="application/json")
+    assert queued.status_code == 202
+    assert operations.resync(18).status == 202  # Finan still down: queued again
+
+    repeat = issue(client, crm_headers, 18, data=body, content_type="application/json")
+
+    assert repeat.status_code == 202
+    run_worker(redis)
+    sent = [r for r in finan_puts(finan) if r["outcome"] in ("created", "updated")]
+    assert [r["body"]["reference_code"] for r in sent] == [sample_invoices()[18]["code"]]
+    again = issue(client, crm_headers, 18, data=body, content_type="application/json")
+    assert again.status_code == 201, again.json
 
 
 def test_a_rejection_in_the_worker_is_failed_and_never_retried(
