@@ -281,7 +281,7 @@ class InvoiceOperations:
                     self._enqueue(record, pending, answer.message, WORKER)
                     return f"Finan unavailable; attempt {pending.attempts + 1} scheduled"
                 self._give_up(record, pending, answer.message)
-                return f"Finan unavailable after {pending.attempts} queued attempts; dead"
+                return f"Finan unavailable after {_queued_attempts(pending)}; dead"
             self._accept(lock, record, pending, answer, WORKER, write_back=True)
             return f"sent; {record.state}"
 
@@ -569,7 +569,7 @@ class InvoiceOperations:
         pending.job_id = pending.next_attempt_at = None
         record.last_error = {
             "code": None,
-            "message": f"{why}; gave up after {pending.attempts} queued attempts",
+            "message": f"{why}; gave up after {_queued_attempts(pending)}",
         }
         event = Event(pending.operation, WORKER, DEAD, record.last_error["message"])
         self._records.save(record, event, self._write_back_job(record, True))
@@ -674,6 +674,10 @@ def _repeats(pending: Pending, source_fingerprint: str | None, body: bytes) -> b
     is the request that started it, or it would send the same body."""
     same_request = source_fingerprint is not None and pending.source == source_fingerprint
     return same_request or fingerprint(body) == fingerprint(pending.body)
+
+
+def _queued_attempts(pending: Pending) -> str:
+    return f"{pending.attempts} queued attempt{'' if pending.attempts == 1 else 's'}"
 
 
 def _queued(record: Record | None) -> bool:

@@ -304,6 +304,18 @@ def test_a_rejection_in_the_worker_is_failed_and_never_retried(
     assert "rejected" in write["body"]["note"]
 
 
+def test_a_schedule_of_one_attempt_says_so_in_the_singular(make_app, crm_headers, finan, redis):
+    client = make_app(BRIDGE_RETRY_SCHEDULE="0").test_client()
+    finan.state.fail_next("server_error", count=100)
+    issue(client, crm_headers)
+
+    run_worker(redis)
+
+    record = record_of(client, crm_headers)
+    assert record["state"] == "dead"
+    assert record["last_error"]["message"].endswith("gave up after 1 queued attempt")
+
+
 def test_after_the_last_attempt_of_the_schedule_the_record_is_dead(
     app, client, crm_headers, finan, tourwell, redis
 ):
