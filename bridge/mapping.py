@@ -25,7 +25,7 @@ import phonenumbers
 
 from bridge.config import Settings
 from bridge.errors import TotalsMismatch, Unprocessable
-from schemas.finan import EXCLUDING, INCLUDING, NOT_APPLICABLE, TAX_TYPES
+from schemas.finan import EXCLUDING, INCLUDING, NOT_APPLICABLE, TAX_TYPES, json_number
 from schemas.tourwell import MoneyValue
 
 # Update fields that replace the same field of request_info (section 6).
@@ -156,13 +156,11 @@ def _price(
 
 
 def as_finan_reads(price: Decimal) -> Decimal:
-    """``price`` as Finan will read it from the body sent. Finan's prices are float64s: a
-    whole price goes as a JSON integer, exact; any other as the nearest float
-    (``schemas.finan.JsonMoney``). The totals are checked on that, not on digits that are
-    never sent."""
-    if price == price.to_integral_value():
-        return price
-    return Decimal(repr(float(price)))
+    """``price`` as Finan will read it from the body sent (``schemas.finan.json_number``:
+    whole, exact; else the nearest float64). The totals are checked on that, not on digits
+    that are never sent."""
+    sent = json_number(price)
+    return price if isinstance(sent, int) else Decimal(repr(sent))
 
 
 def _quantity(row: Mapping[str, Any], path: str, problems: _Problems) -> int | None:

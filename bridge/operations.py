@@ -173,7 +173,6 @@ class InvoiceOperations:
         ``source`` is the ``fingerprint`` of the request body ``payload`` was parsed from:
         kept with the body, so that ``answer_repeated_issue`` knows the request again.
         """
-        source_fingerprint = source if payload is not None else None
         given = self._load(invoice_id, payload) if payload is not None else None
         with self._locked(invoice_id) as (lock, known):
             record = known or self._records.new(invoice_id)
@@ -183,12 +182,12 @@ class InvoiceOperations:
                 )
             invoice = given or self._load(invoice_id, self._tourwell.get_invoice(invoice_id))
             body = self._encode(invoice, record)
-            if _queued(record) and _repeats(record.pending, source_fingerprint, body):
+            if _queued(record) and _repeats(record.pending, source, body):
                 # What is queued already: replacing it would undo any update laid over it.
                 return Outcome(202, QUEUED_MESSAGE, record)
             if record.accepted:
                 unchanged = fingerprint(body) == record.fingerprint
-                if unchanged or _accepted_from(record, source_fingerprint):
+                if unchanged or _accepted_from(record, source):
                     self._settle(record, requested=ISSUE)
                     if record.state == QUEUED:
                         return Outcome(202, QUEUED_MESSAGE, record)
@@ -198,7 +197,7 @@ class InvoiceOperations:
                     f"send an update (PUT /api/v1/invoices/{invoice_id}) instead"
                 )
             record.code = invoice.get("code") or record.code
-            pending = Pending(ISSUE, body.decode(), ISSUED, source=source_fingerprint)
+            pending = Pending(ISSUE, body.decode(), ISSUED, source=source)
             return self._send(
                 lock, record, pending, Outcome(201, "Invoice issued successfully", record)
             )
@@ -233,11 +232,10 @@ class InvoiceOperations:
                 return Outcome(200, "Invoice unchanged; nothing sent to Finan", record)
             # Behind a queued issue, the update is still the invoice's first body, and that
             # issue's request is still the one that started it.
-            if record.accepted:
-                pending = Pending(UPDATE, body.decode(), ISSUED)
-            else:
-                source = record.pending.source if record.pending else None
-                pending = Pending(ISSUE, body.decode(), ISSUED, source=source)
+            operation = UPDATE if record.accepted else ISSUE
+            pending = Pending(
+                operation, body.decode(), ISSUED, source=_issue_source(record, operation)
+            )
             return self._send(
                 lock, record, pending, Outcome(200, "Invoice updated successfully", record), UPDATE
             )
@@ -267,7 +265,8 @@ class InvoiceOperations:
         Waits for the invoice's lock (an inline operation may hold it). Returns what
         happened, for the worker's log.
         """
-        with self._locked(invoice_id, wait=True) as (lock, record):
+        # The body to send is the pending one: the last accepted body is not needed.
+        with self._locked(invoice_id, wait=True, with_body=False) as (lock, record):
             if not _queued(record) or record.pending.job_id != job_id:
                 return "nothing to send: superseded or settled"
             pending = record.pending
@@ -294,7 +293,7 @@ class InvoiceOperations:
         recovered = []
         for invoice_id in self._records.ids_in_state(QUEUED):
             try:
-                with self._locked(invoice_id) as (_, record):
+                with self._locked(invoice_id, with_body=False) as (_, record):
                     if self._reschedule_if_stranded(record):
                         recovered.append(invoice_id)
             except InFlight:
@@ -349,8 +348,9 @@ class InvoiceOperations:
                 return ResyncOutcome(200, RESYNC_UNCHANGED_MESSAGE, record, UNCHANGED)
             state = CANCELLED if operation == CANCEL else ISSUED
             # A re-sync of an issue Finan has not accepted is still that issue.
-            source = record.pending.source if operation == ISSUE and record.pending else None
-            pending = Pending(operation, body.decode(), state, source=source)
+            pending = Pending(
+                operation, body.decode(), state, source=_issue_source(record, operation)
+            )
             done = ResyncOutcome(200, RESYNCED_MESSAGE, record, SENT)
             outcome = self._send_now(lock, record, pending, OPERATOR, done, write_back=True)
             if outcome.status == 202:
@@ -406,23 +406,29 @@ class InvoiceOperations:
 
     @contextmanager
     def _locked(
-        self, invoice_id: int, wait: bool = False
+        self, invoice_id: int, wait: bool = False, with_body: bool = True
     ) -> Iterator[tuple[InvoiceLock, Record | None]]:
-        """The invoice's lock, and its record (None if it has none, else with its last body)
-        read in the same round trip, just after the lock was taken."""
+        """The invoice's lock, and its record (None if it has none, else with its last body
+        unless ``with_body`` is false) read in the same round trip, just after the lock was
+        taken. A record read without its body leaves the stored body as it is when saved."""
+        keys = self._records.keys(invoice_id)
         lock = InvoiceLock(
             self._redis,
             lock_key(invoice_id),
             timeout=LOCK_TIMEOUT_SECONDS,
-            read_keys=self._records.keys(invoice_id),
+            read_keys=keys if with_body else keys[:1],
         )
         if not lock.acquire(blocking=wait, blocking_timeout=LOCK_TIMEOUT_SECONDS):
             raise InFlight(
                 f"another operation on invoice {invoice_id} is in flight; retry shortly",
                 retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
             )
-        try:
-            yield lock, self._records.decode_with_body(invoice_id, *lock.read_values)
+        try:  # a damaged record raises here, and the lock is released all the same
+            if with_body:
+                record = self._records.decode_with_body(invoice_id, *lock.read_values)
+            else:
+                record = self._records.decode(invoice_id, *lock.read_values)
+            yield lock, record
         finally:
             if lock.held:  # not already released with the save (``_accept``)
                 try:
@@ -669,11 +675,17 @@ def _accepted_from(record: Record, source_fingerprint: str | None) -> bool:
     return source_fingerprint is not None and record.source == source_fingerprint
 
 
+def _issue_source(record: Record, operation: str) -> str | None:
+    """The ``source`` a new body for ``operation`` keeps: while it is still the invoice's
+    first issue (Finan has accepted nothing), the issue request that started it."""
+    return record.pending.source if operation == ISSUE and record.pending else None
+
+
 def _repeats(pending: Pending, source_fingerprint: str | None, body: bytes) -> bool:
     """An issue request (``source_fingerprint``, mapped to ``body``) repeats ``pending``: it
     is the request that started it, or it would send the same body."""
     same_request = source_fingerprint is not None and pending.source == source_fingerprint
-    return same_request or fingerprint(body) == fingerprint(pending.body)
+    return same_request or body == pending.body.encode()
 
 
 def _queued_attempts(pending: Pending) -> str:

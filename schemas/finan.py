@@ -59,8 +59,14 @@ class FinanTime(DirectLoad):
             raise ValidationError(f"{value!r} is not an ISO 8601 time") from None
 
 
+def json_number(amount: Decimal) -> int | float:
+    """A finite amount as Finan's JSON takes it (its numbers are float64): ``int`` when
+    whole (VND), exact; else the nearest ``float``."""
+    return int(amount) if amount == amount.to_integral_value() else float(amount)
+
+
 class JsonMoney(DirectLoad):
-    """A Decimal amount as a JSON number: ``int`` when whole (VND), else ``float``."""
+    """A Decimal amount as a JSON number (``json_number``)."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         if value is None:
@@ -68,7 +74,7 @@ class JsonMoney(DirectLoad):
         number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
         if not number.is_finite():
             raise ValueError(f"{attr}: {value!r} is not a finite amount")
-        return int(number) if number == number.to_integral_value() else float(number)
+        return json_number(number)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
