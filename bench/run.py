@@ -139,7 +139,6 @@ class Bench:
         self.wrk: str | None = None
         self.template = self.workdir / "issue-template.json"
         self.template.write_text(body_template(), "utf-8")
-        self.crm_headers = CRM_HEADERS
 
     # --- servers ---------------------------------------------------------------------
 
@@ -204,7 +203,7 @@ class Bench:
     # --- scenarios -------------------------------------------------------------------
 
     def issue(self, server: str, invoice_id: int, key: str | None = None) -> tuple[int, bytes]:
-        headers = dict(self.crm_headers)
+        headers = dict(CRM_HEADERS)
         if key:
             headers["Idempotency-Key"] = key
         url = self.servers[server].url + ISSUE_PATH.format(invoice_id=invoice_id)
@@ -213,8 +212,7 @@ class Bench:
     def check_paths(self) -> None:
         """One request down every path, before measuring: a fast failure is no result."""
         for server in ("bridge", "naive", "lean"):
-            invoice_id = POOL_BASE - 1
-            status, body = self.issue(server, invoice_id)
+            status, body = self.issue(server, POOL_BASE - 1)
             if status != 201:
                 raise RuntimeError(f"{server} answered an issue with {status}: {body[:500]!r}")
 
@@ -230,7 +228,7 @@ class Bench:
 
     def fresh_issues(self, url: str, base: int) -> loadgen.Load:
         """Issues of invoices ``base``, ``base + 1``, ...: a new invoice every request."""
-        auth = tuple(self.crm_headers.items())
+        auth = tuple(CRM_HEADERS.items())
         return loadgen.Load(url + "/", "issue", (str(self.template), str(base)), auth)
 
     def signed_finan_put(self) -> loadgen.Load:
@@ -257,7 +255,7 @@ class Bench:
 
     def scenarios(self) -> list[Scenario]:
         template = str(self.template)
-        auth = tuple(self.crm_headers.items())
+        auth = tuple(CRM_HEADERS.items())
         bridge, naive = self.servers["bridge"].url, self.servers["naive"].url
         lean = self.servers["lean"].url
 
@@ -287,7 +285,7 @@ class Bench:
 
     def measure(self, scenario: Scenario, round_number: int, seconds: float, connections: int):
         load = scenario.load(round_number)
-        names = ("hello", "naive", "lean", "bridge", "finan", "redis")
+        names = (*APPS, "finan", "redis")
         cpu_before = {n: self.servers[n].cpu_seconds() for n in names}
         workers_before = self.servers[scenario.server].worker_cpu_seconds()
         busy_before, total_before = machine_busy_seconds()
@@ -394,6 +392,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         unloaded: dict[str, list[dict[str, float]]] = {"H": [], "B1": [], "B2": []}
         duplicates = []
         watched = [bench.servers[n] for n in APPS]
+        by_key = {scenario.key: scenario for scenario in scenarios}
         with MemorySampler(watched):
             for r in range(options.rounds):
                 order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
@@ -405,7 +404,6 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     line.append(f"{scenario.key} {result['rps']:.0f}{flag}")
                 duplicates.append(bench.duplicates(r, options.callers))
                 bridge = bench.servers["bridge"].url
-                by_key = {scenario.key: scenario for scenario in scenarios}
                 single_loads = {
                     "H": by_key["H"].load(r),
                     "B1": bench.fresh_issues(bridge, UNLOADED_BASE + r * ROUND_STRIDE),

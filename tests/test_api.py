@@ -141,15 +141,18 @@ def test_nan_is_not_json_400(client, crm_headers):
     assert response.status_code == 400
 
 
-def _with_code(invoice_id: int, code_json: str) -> bytes:
-    """An issue body for a sample invoice whose ``code`` is the JSON text ``code_json``."""
-    invoice = sample_invoices()[invoice_id]
-    invoice["code"] = "__CODE__"
-    return json.dumps({"data": invoice}).replace('"__CODE__"', code_json).encode()
+def _with(path: list, value) -> dict:
+    invoice = json.loads(json.dumps(sample_invoices()[17]))
+    target = invoice
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return invoice
 
 
 def test_a_lone_surrogate_escape_is_400_and_nothing_is_sent(client, crm_headers, finan):
-    body = _with_code(17, r'"HD\ud800"')  # half of a pair: not a character, can't be UTF-8
+    # Half of a pair: not a character, can't be UTF-8 (json.dumps writes it as "\ud800").
+    body = json.dumps({"data": _with(["code"], "HD\ud800")})
     response = issue(client, crm_headers, data=body, content_type="application/json")
 
     assert response.status_code == 400, response.json
@@ -158,7 +161,7 @@ def test_a_lone_surrogate_escape_is_400_and_nothing_is_sent(client, crm_headers,
 
 
 def test_a_surrogate_pair_escape_is_a_character_and_is_issued(client, crm_headers, finan):
-    body = _with_code(17, r'"HD\ud83d\ude00"')  # one emoji, written as a pair of escapes
+    body = json.dumps({"data": _with(["code"], "HD\U0001f600")})  # written as two escapes
     response = issue(client, crm_headers, data=body, content_type="application/json")
 
     assert response.status_code == 201, response.json
@@ -185,9 +188,8 @@ def test_a_cancel_note_with_a_lone_surrogate_is_400_and_the_invoice_stays_issued
 def test_a_json_number_is_read_exactly_not_as_a_float(client, crm_headers, finan):
     # The CRM's total written as a JSON number with more digits than a float holds: as a
     # float it would be x.5 and round up past the rows' total; read exactly, it rounds to it.
-    invoice = sample_invoices()[17]
-    total = int(invoice["total_amount"]["base"].replace(",", ""))
-    invoice["total_amount"]["base"] = "__TOTAL__"
+    total = int(sample_invoices()[17]["total_amount"]["base"].replace(",", ""))
+    invoice = _with(["total_amount", "base"], "__TOTAL__")
     body = json.dumps({"data": invoice}).replace('"__TOTAL__"', f"{total}.4999999999999999")
     response = issue(client, crm_headers, data=body, content_type="application/json")
 
@@ -699,15 +701,6 @@ def test_20_identical_issues_at_once_make_one_finan_request(settings, redis, fin
 
 
 # --- hostile input: a clear 4xx, never a 500 ---
-
-
-def _with(path: list, value) -> dict:
-    invoice = json.loads(json.dumps(sample_invoices()[17]))
-    target = invoice
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return invoice
 
 
 PRICE = ["order_info", "services", 0, "prices", 0]

@@ -205,43 +205,21 @@ def test_a_crm_that_stays_down_is_unavailable(settings, redis, tourwell):
     assert len(gets(tourwell)) == 3
 
 
-@pytest.mark.parametrize(
-    ("answer", "problem"),
-    [(rb'{"data": {"id": 17, "code": "HD\ud800"}}', "surrogate"), (b"{'data': 1}", "JSON")],
-)
-def test_an_invoice_the_bridge_could_not_store_or_send_is_a_crm_failure(
-    settings, redis, answer, problem
-):
-    from flask import Flask, Response
-
-    from bridge.sandbox.loopback import LoopbackServer
-
-    crm = Flask("canned-crm")
-    crm.get("/api/v1/invoices/<int:invoice_id>")(
-        lambda invoice_id: Response(answer, mimetype="application/json")
-    )
-    with LoopbackServer(crm) as server:
-        client = TourwellClient(dataclasses.replace(settings, tourwell_base_url=server.url), redis)
-        with pytest.raises(CrmFailed) as caught:
-            client.get_invoice(17)
-    assert caught.value.status == 502
-    assert "invoice 17" in caught.value.message and problem in caught.value.message
-
-
 # --- how Finan's answers are classified (a canned server answers exactly as told) ---
 
 
 @pytest.fixture
 def canned(settings):
-    """A loopback server that answers every request with one fixed response, and counts."""
+    """A loopback server that answers every request with one fixed response, and counts;
+    the settings give it as both Finan and the CRM."""
     from flask import Flask, Response
 
     from bridge.sandbox.loopback import LoopbackServer
 
-    app = Flask("canned-finan")
+    app = Flask("canned")
     app.config.update(status=200, body="{}", hits=0)
 
-    @app.put("/<path:anything>")
+    @app.route("/<path:anything>", methods=["GET", "PUT"])
     def answer(anything: str) -> Response:
         app.config["hits"] += 1
         return Response(
@@ -249,7 +227,12 @@ def canned(settings):
         )
 
     with LoopbackServer(app) as server:
-        yield app.config, dataclasses.replace(settings, provider_base_url=server.url)
+        yield (
+            app.config,
+            dataclasses.replace(
+                settings, provider_base_url=server.url, tourwell_base_url=server.url
+            ),
+        )
 
 
 @pytest.mark.parametrize(
@@ -296,3 +279,20 @@ def test_a_success_with_odd_fields_the_bridge_does_not_use_is_a_success(canned, 
 
     assert answer.data["order_code"] == "HD9"
     assert config["hits"] == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [(rb'{"data": {"id": 17, "code": "HD\ud800"}}', "surrogate"), (b"{'data': 1}", "JSON")],
+)
+def test_an_invoice_the_bridge_could_not_store_or_send_is_a_crm_failure(
+    canned, redis, answer, problem
+):
+    config, settings = canned
+    config.update(body=answer)
+
+    with pytest.raises(CrmFailed) as caught:
+        TourwellClient(settings, redis).get_invoice(17)
+
+    assert caught.value.status == 502
+    assert "invoice 17" in caught.value.message and problem in caught.value.message

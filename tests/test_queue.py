@@ -358,14 +358,34 @@ def test_a_slow_finan_within_the_timeout_is_just_slow(client, crm_headers, finan
     assert [r["outcome"] for r in finan_puts(finan)] == ["created"]
 
 
-def test_finan_taking_it_but_answering_after_the_timeout_converges_on_one_invoice(
-    app, settings, client, crm_headers, finan, redis
-):
+def late_finan(app) -> None:
+    """A Finan client with a short read timeout: stands for Finan hanging past the real one
+    (with the stand-in's late_answer fault: stored, answered after the bridge gave up)."""
     from bridge.clients.finan import FinanClient
 
-    # A Finan client with a short read timeout stands for Finan hanging past the real one.
-    operations = app.extensions["bridge"].operations
-    operations._finan = FinanClient(settings, timeout=(1.0, 0.3))
+    bridge = app.extensions["bridge"]
+    bridge.operations._finan = FinanClient(bridge.settings, timeout=(1.0, 0.3))
+
+
+def make_dead(client, crm_headers, finan, redis, *, by_update: bool = False) -> None:
+    """Invoice 17 dead: its issue (or, issued first, its update) failing through the inline
+    tries and the fixture's three queued attempts of three."""
+    if by_update:
+        assert issue(client, crm_headers).status_code == 201
+    finan.state.fail_next("server_error", count=3 + 3 * 3)
+    if by_update:
+        update = client.put(f"{API}/17", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
+        assert update.status_code == 202
+    else:
+        assert issue(client, crm_headers).status_code == 202
+    run_worker(redis)
+    assert record_of(client, crm_headers)["state"] == "dead"
+
+
+def test_finan_taking_it_but_answering_after_the_timeout_converges_on_one_invoice(
+    app, client, crm_headers, finan, redis
+):
+    late_finan(app)
     finan.state.fail_next("late_answer", count=3, delay=0.6)  # stored, answered too late
 
     assert issue(client, crm_headers).status_code == 202
@@ -483,12 +503,7 @@ def test_the_issue_repeated_after_an_update_went_dead_leaves_the_update_dead(
     app, client, crm_headers, finan, redis
 ):
     operations = app.extensions["bridge"].operations
-    assert issue(client, crm_headers).status_code == 201
-    finan.state.fail_next("server_error", count=3 + 3 * 3)  # inline, then three queued
-    update = client.put(f"{API}/17", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
-    assert update.status_code == 202
-    run_worker(redis)
-    assert record_of(client, crm_headers)["state"] == "dead"
+    make_dead(client, crm_headers, finan, redis, by_update=True)
     sent = len(finan_puts(finan))
 
     repeat = issue(client, crm_headers)
@@ -568,25 +583,17 @@ def test_the_total_written_back_is_whole_dong_rounded_half_up_as_the_mapping_rou
     assert jobs.outcome_fields(record, None)["total_amount"] == written
 
 
-def late_finan(app, settings) -> None:
-    """A Finan client with a short read timeout: stands for Finan hanging past the real one
-    (with the stand-in's late_answer fault: stored, answered after the bridge gave up)."""
-    from bridge.clients.finan import FinanClient
-
-    app.extensions["bridge"].operations._finan = FinanClient(settings, timeout=(1.0, 0.3))
-
-
 def pending_operation(app, invoice_id=17) -> str | None:
     pending = app.extensions["bridge"].operations.records.get(invoice_id).pending
     return pending.operation if pending else None
 
 
 def test_an_issue_finan_stored_but_answered_too_late_goes_dead_and_a_cancel_still_cancels_it(
-    make_app, settings, crm_headers, finan, tourwell, redis
+    make_app, crm_headers, finan, tourwell, redis
 ):
     app = make_app(BRIDGE_RETRY_SCHEDULE="0")  # one queued attempt, then dead
     client = app.test_client()
-    late_finan(app, settings)
+    late_finan(app)
     # Three inline tries, then the queued attempt's three: each stored, each answered late.
     finan.state.fail_next("late_answer", count=6, delay=0.6)
     assert issue(client, crm_headers).status_code == 202
@@ -625,10 +632,7 @@ def test_an_issue_finan_stored_but_answered_too_late_goes_dead_and_a_cancel_stil
 def test_a_cancel_of_a_dead_invoice_while_finan_is_still_down_is_queued_and_then_sent(
     app, client, crm_headers, finan, tourwell, redis
 ):
-    finan.state.fail_next("server_error", count=12)  # inline, then three queued attempts
-    issue(client, crm_headers)
-    run_worker(redis)
-    assert record_of(client, crm_headers)["state"] == "dead"
+    make_dead(client, crm_headers, finan, redis)
     finan.state.fail_next("unavailable", count=3)
 
     cancel = client.post(f"{API}/17/cancel", headers=crm_headers)
@@ -650,10 +654,7 @@ def test_a_cancel_of_a_dead_invoice_while_finan_is_still_down_is_queued_and_then
 def test_a_cancel_of_a_dead_invoice_that_finan_rejects_is_failed_and_still_bars_issue(
     app, client, crm_headers, finan, redis
 ):
-    finan.state.fail_next("server_error", count=12)
-    issue(client, crm_headers)
-    run_worker(redis)
-    assert record_of(client, crm_headers)["state"] == "dead"
+    make_dead(client, crm_headers, finan, redis)
     finan.state.fail_next("client_error")
 
     cancel = client.post(f"{API}/17/cancel", headers=crm_headers)
@@ -672,12 +673,7 @@ def test_a_cancel_of_a_dead_invoice_that_finan_rejects_is_failed_and_still_bars_
 def test_a_cancel_after_a_dead_update_is_built_from_the_updated_body(
     app, client, crm_headers, finan, redis
 ):
-    assert issue(client, crm_headers).status_code == 201
-    finan.state.fail_next("server_error", count=12)
-    update = client.put(f"{API}/17", headers=crm_headers, json={"company_address": "1 Lê Lợi"})
-    assert update.status_code == 202
-    run_worker(redis)
-    assert record_of(client, crm_headers)["state"] == "dead"
+    make_dead(client, crm_headers, finan, redis, by_update=True)
 
     cancel = client.post(f"{API}/17/cancel", headers=crm_headers)
 
