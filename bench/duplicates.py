@@ -1,4 +1,6 @@
-"""D: many identical issues for one new invoice, all at once (DESIGN.md section 5).
+"""D: many identical issues for one new invoice, all at once.
+
+The promise is docs/contract/semantics.md#concurrency.
 
 The concurrency promise: N identical operations arriving together make exactly one Finan
 call, and every caller gets the success answer or a ``409`` with ``Retry-After``. Each

@@ -6,7 +6,7 @@ the bridge's and not the stand-in's. It checks what Finan checks before taking a
 exactly as the full stand-in does and with the same answers:
 
 - the signature headers (client id, the sha256 signature, its 30 s window), with
-  ``bridge.signing.verify``: ``401``, code ``104010``, the reason as the message;
+  ``bridge.integrations.finan.signing.verify``: ``401``, code ``104010``, the reason as the message;
 - the invoice id in the path is a UUID: ``400``, code ``104000``, ``id: must be a UUID``;
 - the body is JSON (an object): ``400``, code ``104000``, ``body: is not valid JSON``
   (the JSON numbers are read as ``int`` and ``Decimal``, never ``float``).
@@ -18,7 +18,7 @@ rates, as if prices were before tax, in Decimal, rounded half up once at the end
 no discounts) that is exactly what Finan computes. A body whose items can't be summed
 that way is refused like an invalid one (``400``, ``104000``).
 
-The answer is Finan's success envelope as ``bridge.clients.finan`` reads it: ``code``
+The answer is Finan's success envelope as ``bridge.integrations.finan.client`` reads it: ``code``
 ``102001`` the first time an invoice id is seen (``102000`` after), ``message.content``,
 and ``data`` with ``id``, ``order_code`` (``HD1``, ``HD2``, ... in order of creation),
 ``system_code`` (the id's first eight hex digits, upper case) and the two totals.
@@ -52,7 +52,7 @@ from urllib.parse import quote
 from flask import Flask
 
 from bench.common import FINAN_CLIENT_ID, FINAN_PREFIX, FINAN_SECRET
-from bridge import signing
+from bridge.integrations.finan import signing
 from bridge.sandbox.finan_standin import (
     CODE_CREATED,
     CODE_INVALID,

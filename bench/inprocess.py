@@ -46,8 +46,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from bench.lean_app import create_app as create_lean_app
-    from bridge.app import create_app
     from bridge.config import load_settings
+    from bridge.web.app import create_app
 
     with redis_and_finan("bench-") as (_, redis_url, finan):
         environment = bridge_environment(redis_url, finan.url)

@@ -14,8 +14,8 @@ import json
 import logging
 import sys
 
-from bridge.app import create_app
 from bridge.config import load_settings
+from bridge.web.app import create_app
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 import redis
 from flask import Flask, jsonify, request
 
-from bridge.clients.finan import FinanClient
 from bridge.config import load_settings
-from bridge.mapping import MappingConfig, map_invoice
-from bridge.records import provider_invoice_id
+from bridge.integrations.finan.client import FinanClient
+from bridge.invoices.mapping import MappingConfig, map_invoice
+from bridge.store.records import provider_invoice_id
 from schemas.finan import encode_request
 from schemas.tourwell import load_invoice
 

@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge import embedded_redis
+from bridge.store import embedded_redis
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = REPO / "deploy" / "gunicorn.conf.py"

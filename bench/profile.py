@@ -33,22 +33,25 @@ STARTUP = ("Worker.init_process", "Arbiter.spawn_worker")
 # connections) runs inside ``init_process`` too, but is not start-up.
 MAIN_LOOP = "gthread.py:ThreadWorker.run"
 CATEGORIES = (
-    ("logging", ("logging/", "pythonjsonlogger/", "bridge/logs.py", "gunicorn/glogging.py")),
-    ("metrics", ("prometheus_client/", "bridge/metrics.py")),
+    (
+        "logging",
+        ("logging/", "pythonjsonlogger/", "bridge/observability/logs.py", "gunicorn/glogging.py"),
+    ),
+    ("metrics", ("prometheus_client/", "bridge/observability/metrics.py")),
     ("Redis commands (redis-py)", ("redis/",)),
-    ("signing", ("bridge/signing.py",)),
+    ("signing", ("bridge/integrations/finan/signing.py",)),
     (
         "HTTP call to Finan (requests)",
         ("requests/", "urllib3/", "http/client.py", "tenacity/", "bridge/clients/"),
     ),
     ("load the CRM invoice (marshmallow)", ("schemas/tourwell.py",)),
-    ("map to Finan's body", ("bridge/mapping.py",)),
+    ("map to Finan's body", ("bridge/invoices/mapping.py",)),
     ("encode Finan's body", ("schemas/finan.py:encode_request",)),
     ("decode the last body sent", ("schemas/finan.py:decode_request",)),
-    ("record (de)serialisation", ("bridge/records.py", "bridge/encryption.py")),
-    ("idempotency key", ("bridge/idempotency.py",)),
+    ("record (de)serialisation", ("bridge/store/records.py", "bridge/store/encryption.py")),
+    ("idempotency key", ("bridge/store/idempotency.py",)),
     ("answer envelope", ("schemas/bridge.py",)),
-    ("bridge request handling (auth, body, JSON)", ("bridge/api.py",)),
+    ("bridge request handling (auth, body, JSON)", ("bridge/web/crm_api.py",)),
     ("other bridge code (operations)", ("bridge/",)),
     ("Flask and werkzeug", ("flask/", "werkzeug/")),
     ("gunicorn (HTTP parsing, I/O)", ("gunicorn/",)),

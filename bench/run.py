@@ -73,7 +73,7 @@ from bench.processes import (
     stop_redis,
 )
 from bridge.config import SETTINGS_TABLE
-from bridge.records import provider_invoice_id
+from bridge.store.records import provider_invoice_id
 
 RESULTS = REPO / "bench" / "results" / "latest.json"
 APPS = ("hello", "naive", "lean", "bridge")  # the gunicorn apps, whose workers are watched
@@ -233,8 +233,8 @@ class Bench:
 
     def signed_finan_put(self) -> loadgen.Load:
         """One signed update-invoice, signed now: Finan's window is 30 s, a run is shorter."""
-        from bridge.mapping import MappingConfig, map_invoice
-        from bridge.signing import signature
+        from bridge.integrations.finan.signing import signature
+        from bridge.invoices.mapping import MappingConfig, map_invoice
         from schemas.finan import encode_request
         from schemas.tourwell import load_invoice
 

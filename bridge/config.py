@@ -1,4 +1,4 @@
-"""Settings: one table of environment variable -> setting -> converter (DESIGN.md section 4).
+"""Settings: one table of environment variable -> setting -> converter (docs/contract/settings.md).
 
 ``load_settings`` reads every variable, converts and validates it, and collects *all*
 problems before raising, so an operator fixes a broken environment in one pass. Each
@@ -44,7 +44,8 @@ class Settings:
     provider_lookup_url_template: str | None = None
     idempotency_ttl: int = 86400
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)
-    # Seconds before each queued attempt at Finan (DESIGN.md section 5); after the last, dead.
+    # Seconds before each queued attempt at Finan; after the last, dead
+    # (docs/contract/semantics.md#queue).
     retry_schedule: tuple[int, ...] = (10, 60, 300, 1800, 7200, 21600, 43200)
 
     def __repr__(self) -> str:  # never let a secret reach a log through repr()

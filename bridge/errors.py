@@ -2,8 +2,8 @@
 
 Every error a client can see is a ``BridgeError``: an HTTP status, a short machine
 ``reason``, a message for a person, and optional per-field ``errors``. One Flask handler
-(``bridge.app``) renders all of them in the error envelope of DESIGN.md section 3, so no
-code path builds an error response by hand.
+(``bridge.web.app``) renders all of them in the error envelope of
+docs/contract/http.md#errors, so no code path builds an error response by hand.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ def _env(name: str, default):
 
 # Threads carry the wait on Finan (I/O bound); processes give CPU parallelism. gunicorn's
 # gthread worker, taking a new connection only while one of its threads is free, so that
-# kept-alive connections spread over the workers (bridge/gunicorn_worker.py).
-worker_class = "bridge.gunicorn_worker.BalancedThreadWorker"
+# kept-alive connections spread over the workers (bridge/web/gunicorn_worker.py).
+worker_class = "bridge.web.gunicorn_worker.BalancedThreadWorker"
 workers = _env("workers", multiprocessing.cpu_count())
 threads = _env("threads", 8)
 
@@ -37,13 +37,13 @@ max_requests = _env("max_requests", 50000)
 max_requests_jitter = _env("max_requests_jitter", 5000)
 
 # Logs: JSON lines on stdout, for the supervisor (systemd, Docker, Kubernetes) to collect.
-# gunicorn's error log and the app's own lines share one formatter (bridge/logs.py). The
+# gunicorn's error log and the app's own lines share one formatter (bridge/observability/logs.py). The
 # app writes one line per request itself (logger "bridge.access": method, path, status,
 # size, time, request id, and the invoice and operation), so gunicorn's access log is off:
 # one line per request, not two.
 loglevel = _env("loglevel", "info")
 accesslog = None
-logger_class = "bridge.gunicorn_worker.GunicornLogger"
+logger_class = "bridge.web.gunicorn_worker.GunicornLogger"
 _json_to_stdout = {
     "class": "logging.StreamHandler",
     "formatter": "json",
@@ -52,7 +52,7 @@ _json_to_stdout = {
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "bridge.logs.JsonFormatter"}},
+    "formatters": {"json": {"()": "bridge.observability.logs.JsonFormatter"}},
     "handlers": {"stdout": _json_to_stdout},
     "root": {"level": loglevel.upper(), "handlers": ["stdout"]},
     "loggers": {
@@ -64,7 +64,7 @@ logconfig_dict = {
 # (a sandbox beside a service, parallel test runs) would fight over it. Nothing uses it.
 control_socket_disable = True
 
-# Metrics (bridge/metrics.py): every worker writes its counters to files in one directory
+# Metrics (bridge/observability/metrics.py): every worker writes its counters to files in one directory
 # and a scrape of any worker adds them all up (prometheus-client's multiprocess mode). The
 # variable must be set before a worker imports the app; without one from the environment,
 # the master makes a private directory at start and removes it at exit.

@@ -1,14 +1,16 @@
-"""The bridge's own envelopes and record, as the CRM and operators see them (DESIGN.md §3).
+"""The bridge's own envelopes and record, as the CRM and operators see them
+(docs/contract/http.md#envelope).
 
 These schemas shape output; the admin API's input schemas (below) reject unknown fields,
-unlike the CRM's, which the bridge must tolerate as the CRM evolves (DESIGN.md section 6).
+unlike the CRM's, which the bridge must tolerate as the CRM evolves
+(docs/contract/mapping.md#reading).
 """
 
 from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from bridge.records import DEAD, FAILED, STATES
+from schemas.states import RESYNC_STATES, STATES
 
 
 class BridgeSchema(Schema):
@@ -73,9 +75,9 @@ health_schema = HealthSchema()
 readiness_schema = ReadinessSchema()
 
 
-# --- the operator-facing admin API (DESIGN.md section 3): bodies reject unknown fields ---
+# --- the operator-facing admin API (docs/contract/http.md#admin-api) ---
+# Its bodies reject unknown fields.
 
-RESYNC_STATES = (FAILED, DEAD)
 MAX_PER_PAGE = 100
 
 

@@ -31,8 +31,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
-from bridge import json_input
-from bridge.errors import Unprocessable
+from schemas import json_input
 from schemas.fields import DirectLoad, ExcludeUnknownSchema, FlatNested, optional
 
 # A time the CRM sends without a zone is the agency's wall clock: Vietnam, no DST.
@@ -347,22 +346,31 @@ class InvoiceSchema(CrmSchema):
 _INVOICE_SCHEMA = InvoiceSchema()
 
 
+class InvoiceUnreadable(ValueError):
+    """A CRM invoice that can't be read: ``message`` for a person, ``errors`` per field."""
+
+    def __init__(self, message: str, errors: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
 def load_invoice(payload: Any) -> dict[str, Any]:
     """Validate a CRM invoice, given as ``{"data": {...}}`` or as the bare object.
 
-    Raises ``Unprocessable`` with marshmallow's per-field messages when it can't be read.
+    Raises ``InvoiceUnreadable`` with marshmallow's per-field messages when it can't be read.
     """
     if isinstance(payload, Mapping) and "data" in payload and "id" not in payload:
         payload = payload["data"]
     if not isinstance(payload, Mapping):
-        raise Unprocessable(
+        raise InvoiceUnreadable(
             'the invoice can\'t be read: expected a JSON object (the invoice, or {"data": ...})',
             errors={"_schema": [f"expected an object, got {json_input.kind(payload)}"]},
         )
     try:
         return _INVOICE_SCHEMA.load(payload)
     except ValidationError as exc:
-        raise Unprocessable(
+        raise InvoiceUnreadable(
             "the invoice can't be read: some fields are missing or malformed",
             errors=exc.normalized_messages(),
         ) from exc

@@ -10,9 +10,17 @@ import os
 
 import pytest
 import redis as redis_lib
+from helpers import (
+    CRM_TOKEN,
+    FINAN_CLIENT_ID,
+    FINAN_PREFIX,
+    FINAN_SECRET,
+    OTHER_CRM_TOKEN,
+    TOURWELL_TOKEN,
+)
 
-from bridge import embedded_redis
 from bridge.config import SETTINGS_TABLE
+from bridge.store import embedded_redis
 
 
 @pytest.fixture(autouse=True)
@@ -44,13 +52,6 @@ def redis(redis_url: str):
 
 
 # --- the stand-ins on loopback, and a bridge configured to use them ---
-
-CRM_TOKEN = "test-crm-token"
-OTHER_CRM_TOKEN = "test-crm-token-rotated"
-TOURWELL_TOKEN = "test-tourwell-token"
-FINAN_CLIENT_ID = "test-client"
-FINAN_SECRET = "test-secret"
-FINAN_PREFIX = "/open"
 
 
 class StandIn:
@@ -109,7 +110,7 @@ def settings(environ):
 
 @pytest.fixture
 def app(settings, redis):
-    from bridge.app import create_app
+    from bridge.web.app import create_app
 
     return create_app(settings, redis)
 
@@ -117,20 +118,14 @@ def app(settings, redis):
 @pytest.fixture
 def make_app(environ, redis):
     """``make_app(**overrides)``: a bridge on the test Redis whose settings are ``environ``
-    with the given variables changed (``make_app(BRIDGE_RETRY_SCHEDULE="0,0,0")``), and whose
-    services the queue's jobs run with in this process (``jobs.use``). After the test the
-    jobs hold no services of this test's bridge any more."""
-    from bridge import jobs
-    from bridge.app import create_app
+    with the given variables changed (``make_app(BRIDGE_RETRY_SCHEDULE="0,0,0")``)."""
     from bridge.config import load_settings
+    from bridge.web.app import create_app
 
     def make(**overrides: str):
-        app = create_app(load_settings({**environ, **overrides}), redis)
-        jobs.use(app.extensions["bridge"])
-        return app
+        return create_app(load_settings({**environ, **overrides}), redis)
 
-    yield make
-    jobs.use(None)
+    return make
 
 
 @pytest.fixture

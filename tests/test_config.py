@@ -1,4 +1,4 @@
-"""Settings: every variable of DESIGN.md section 4, validated in one place."""
+"""Settings: every variable of docs/contract/settings.md, validated in one place."""
 
 from __future__ import annotations
 
@@ -8,24 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import GOOD_ENVIRON
 
 from bridge.config import SETTINGS_TABLE, ConfigError, Settings, load_settings
 
-GOOD = {
-    "BRIDGE_CRM_TOKENS": "crm-a, crm-b",
-    "TOURWELL_BASE_URL": "https://demo.tourwell.net/",
-    "TOURWELL_API_TOKEN": "tw-token",
-    "PROVIDER_BASE_URL": "https://api.finan.example/open",
-    "PROVIDER_CLIENT_ID": "client",
-    "PROVIDER_SECRET_KEY": "very-secret-value",
-    "PROVIDER_TAX_IDS": (
-        "10=9497360a-9e04-4967-9ed1-7e29cf36ef7a,0=11111111-1111-4111-8111-111111111111"
-    ),
-}
-
 
 def test_defaults_fill_every_optional_setting():
-    settings = load_settings(GOOD)
+    settings = load_settings(GOOD_ENVIRON)
 
     assert settings.crm_tokens == ("crm-a", "crm-b")
     assert settings.tourwell_base_url == "https://demo.tourwell.net"  # trailing slash dropped
@@ -71,7 +60,7 @@ def test_every_variable_of_the_design_is_in_the_table():
     "variable", [v for v, (_, _, required) in SETTINGS_TABLE.items() if required]
 )
 def test_a_missing_required_setting_is_named(variable):
-    environ = {k: v for k, v in GOOD.items() if k != variable}
+    environ = {k: v for k, v in GOOD_ENVIRON.items() if k != variable}
     with pytest.raises(ConfigError) as caught:
         load_settings(environ)
     assert set(caught.value.problems) == {variable}
@@ -101,7 +90,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("variable", "value", "hint"), BAD_VALUES)
 def test_a_malformed_setting_is_named_with_what_to_fix(variable, value, hint):
     with pytest.raises(ConfigError) as caught:
-        load_settings({**GOOD, variable: value})
+        load_settings({**GOOD_ENVIRON, variable: value})
     assert variable in caught.value.problems
     assert hint in caught.value.problems[variable]
 
@@ -116,11 +105,11 @@ def test_all_problems_are_reported_at_once():
 def test_secrets_never_appear_in_errors_or_repr():
     key = "not-a-fernet-key-but-secret"
     with pytest.raises(ConfigError) as caught:
-        load_settings({**GOOD, "BRIDGE_ENCRYPTION_KEY": key})
+        load_settings({**GOOD_ENVIRON, "BRIDGE_ENCRYPTION_KEY": key})
     assert key not in str(caught.value)
-    settings = load_settings(GOOD)
+    settings = load_settings(GOOD_ENVIRON)
     assert isinstance(settings, Settings)
-    assert GOOD["PROVIDER_SECRET_KEY"] not in repr(settings)
+    assert GOOD_ENVIRON["PROVIDER_SECRET_KEY"] not in repr(settings)
     assert "tw-token" not in repr(settings)
 
 
@@ -131,7 +120,7 @@ def test_secrets_never_appear_in_errors_or_repr():
 )
 def test_bridge_refuses_to_start_and_names_the_setting(command, variable, value, tmp_path):
     environ = {k: v for k, v in os.environ.items() if k not in SETTINGS_TABLE}
-    environ.update(GOOD)
+    environ.update(GOOD_ENVIRON)
     environ["BRIDGE_DATA_DIR"] = str(tmp_path)
     if value is None:
         del environ[variable]
@@ -149,4 +138,4 @@ def test_bridge_refuses_to_start_and_names_the_setting(command, variable, value,
     assert result.returncode == 2
     assert variable in result.stderr
     assert "Traceback" not in result.stderr
-    assert GOOD["PROVIDER_SECRET_KEY"] not in result.stderr
+    assert GOOD_ENVIRON["PROVIDER_SECRET_KEY"] not in result.stderr

@@ -1,4 +1,5 @@
-"""Finan's rules for an update-invoice body, and its arithmetic (DESIGN.md section 2).
+"""Finan's rules for an update-invoice body, and its arithmetic
+(docs/contract/mapping.md#finan-arithmetic).
 
 The Finan stand-in refuses a body the way Finan does (``validate_invoice_body``) and totals
 it the way Finan does (``compute_totals``). This is written independently of the bridge's

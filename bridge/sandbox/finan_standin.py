@@ -1,4 +1,4 @@
-"""A stand-in for Finan, checked like the real one (DESIGN.md section 2).
+"""A stand-in for Finan, checked like the real one (docs/contract/mapping.md#finan-api).
 
 A real HTTP app (serve it with ``LoopbackServer``) that verifies every request's signature,
 validates the body and computes the totals the way Finan does (``finan_rules``), keeps the
@@ -27,10 +27,10 @@ from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, jsonify, request
 
-from bridge import signing
+from bridge.integrations.finan import signing
+from bridge.integrations.finan.signing import SignatureError
 from bridge.sandbox.finan_rules import InvalidBody, compute_totals, is_uuid, validate_invoice_body
 from bridge.sandbox.standin_state import Fault, StandinState, add_control_routes
-from bridge.signing import SignatureError
 
 # Finan's six-digit codes: the third digit is the HTTP class (2 ok, 4 client, else server).
 CODE_UPDATED = 102000

@@ -21,11 +21,11 @@ from pathlib import Path
 import redis
 import requests
 
-from bridge import embedded_redis
 from bridge.sandbox.finan_standin import create_finan_app
 from bridge.sandbox.loopback import LoopbackServer
 from bridge.sandbox.samples import sample_invoices, sandbox_provider_settings
 from bridge.sandbox.tourwell_standin import create_tourwell_app
+from bridge.store import embedded_redis
 
 CRM_TOKEN = "sandbox-crm-token"
 ADMIN_TOKEN = "sandbox-admin-token"

@@ -1,4 +1,4 @@
-"""A stand-in for the Tourwell CRM Open API (DESIGN.md section 2).
+"""A stand-in for the Tourwell CRM Open API (docs/contract/mapping.md#tourwell-api).
 
 The three invoice routes the bridge uses (GET, PUT, cancel), behind the same Bearer token
 check and, when asked, the same per-token rate limit as the real CRM; plus faults on cue.

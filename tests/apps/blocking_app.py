@@ -1,4 +1,4 @@
-"""A WSGI app for tests of the web service's gunicorn worker (tests/test_gunicorn_worker.py).
+"""A WSGI app for tests of the web service's gunicorn worker (tests/web/test_gunicorn_worker.py).
 
 ``/hold`` answers only once the file named by ``RELEASE_FILE`` exists (at most 60 s);
 ``/busy`` after 20 ms; ``/pid`` at once. Each answers with the worker's process id.

@@ -1,0 +1,209 @@
+"""The ``bridge`` command: serve, worker, sandbox (docs/contract/settings.md#command-line)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from bridge.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the commands import what they use when they run, to start quickly
+    from bridge.cli.checks import CheckResult
+    from bridge.invoices.resync import ItemResult
+
+# deploy/gunicorn.conf.py: in a source checkout (or an image built from one) it sits beside
+# the package; a regular `pip install` puts a copy under <prefix>/share (setup.cfg).
+GUNICORN_CONFIG_PLACES = (
+    Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py",
+    Path(sys.prefix) / "share" / "tourwell-finan-bridge" / "gunicorn.conf.py",
+)
+
+
+def default_gunicorn_config() -> str:
+    found = next((place for place in GUNICORN_CONFIG_PLACES if place.is_file()), None)
+    return str(found or GUNICORN_CONFIG_PLACES[0])
+
+
+def settings_or_exit() -> Settings:
+    """Validated settings from the environment, or a message naming each bad one, exit 2."""
+    try:
+        return load_settings(os.environ)
+    except ConfigError as exc:
+        click.echo(f"bridge: refusing to start: {exc}", err=True)
+        click.echo("See the settings table in README.md.", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """The Tourwell -> Finan invoice bridge."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--config",
+    "config_path",
+    default=default_gunicorn_config,
+    show_default="deploy/gunicorn.conf.py",
+    type=click.Path(exists=True, dir_okay=False),
+    help="gunicorn configuration file.",
+)
+def serve(host: str, port: int, config_path: str) -> None:
+    """Run the web service under gunicorn with the production configuration."""
+    settings = settings_or_exit()
+    if not settings.redis_url:
+        from bridge.store import embedded_redis
+
+        # Start it here, once, rather than racing from every gunicorn worker.
+        embedded_redis.ensure_server(settings.data_dir)
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            config_path,
+            "--bind",
+            f"{host}:{port}",
+            "bridge.web.wsgi:app",
+        ],
+    )
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty (for tests).")
+def worker(burst: bool) -> None:
+    """Run a queue worker (with RQ's scheduler) on the bridge's Redis."""
+    settings = settings_or_exit()
+    from bridge.observability import logs
+    from bridge.services import build_services
+    from bridge.store.queue import bridge_queue
+    from bridge.worker.jobs import BridgeWorker
+
+    logs.configure_logging()  # JSON lines, like the web processes; RQ's lines included
+    services = build_services(settings)
+    worker = BridgeWorker(
+        [bridge_queue(services.redis)], connection=services.redis, services=services
+    )
+    worker.work(with_scheduler=True, burst=burst)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int, help="The bridge's port.")
+@click.option("--crm-port", default=8001, show_default=True, type=int)
+@click.option("--finan-port", default=8002, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    default="var/sandbox",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the sandbox keeps its embedded Redis.",
+)
+def sandbox(host: str, port: int, crm_port: int, finan_port: int, data_dir: Path) -> None:
+    """Run everything locally: embedded Redis, stand-ins for the CRM and Finan, the bridge."""
+    from bridge.sandbox.runner import run_sandbox
+
+    run_sandbox(host=host, port=port, crm_port=crm_port, finan_port=finan_port, data_dir=data_dir)
+
+
+@main.command()
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option(
+    "--state",
+    type=click.Choice(["failed", "dead"]),
+    help="Re-sync every invoice now in this state, instead of IDS.",
+)
+@click.option("--force", is_flag=True, help="Send even when Finan already holds the same body.")
+def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
+    """Re-sync invoices IDS (or --state failed|dead): pull, map, send, write back.
+
+    Runs here, paced by the CRM's rate limit like the admin API's bulk re-sync, with a
+    progress bar and a summary. The write-backs to the CRM are queued for the workers.
+    Exits 1 when any invoice failed or could not be re-synced.
+    """
+    if bool(ids) == bool(state):
+        raise click.UsageError("give invoice ids, or --state failed|dead (not both)")
+    settings = settings_or_exit()
+    from bridge.errors import NotFound
+    from bridge.invoices.resync import PROBLEM_RESULTS, RESULTS
+    from bridge.services import build_services
+
+    services = build_services(settings)
+    batches = services.batches
+    try:
+        batch = batches.start(ids=list(ids), state=state, force=force, runner="cli")
+    except NotFound as exc:
+        click.echo(f"bridge resync: {exc.message}", err=True)
+        sys.exit(1)
+    if batch.total == 0:
+        click.echo(f"No invoices are {state}; nothing to re-sync.")
+        return
+    items: list[ItemResult] = []
+
+    def progressed(item: ItemResult) -> None:
+        items.append(item)
+        bar.update(1)
+
+    with click.progressbar(
+        length=batch.total,
+        label=f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}",
+        show_pos=True,
+    ) as bar:
+        batches.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
+
+    click.echo(summary_table(items))
+    counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
+    click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
+    if counts["sent"]:
+        click.echo("The outcomes are queued to be written back to the CRM by the workers.")
+    if any(counts[result] for result in PROBLEM_RESULTS):
+        sys.exit(1)
+
+
+def summary_table(items: list[ItemResult]) -> str:
+    """One line per invoice: id, what happened, the state now, and why."""
+    rows = [("invoice", "result", "state", "message")]
+    rows += [(str(i.invoice_id), i.result, i.state or "-", i.message) for i in items]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[3]]).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in [*widths, len(row[3])]))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option(
+    "--crm-invoice",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The CRM invoice id to GET (found or not, the answer shows the token works).",
+)
+def check(crm_invoice: int) -> None:
+    """Validate the settings and reach Redis, the CRM and Finan; say what is wrong.
+
+    Exits 1 when anything is wrong (2 when the settings themselves are).
+    """
+    from bridge.cli.checks import run_checks
+
+    settings = settings_or_exit()
+    click.echo("settings  ok    every setting is present and well-formed")
+
+    def show(result: CheckResult) -> None:
+        mark = "ok" if result.ok else "WRONG"
+        click.echo(f"{result.name:<8}  {mark:<5} {result.detail}")
+
+    results = run_checks(settings, crm_invoice, show)
+    if not all(result.ok for result in results):
+        sys.exit(1)

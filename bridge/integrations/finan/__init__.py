@@ -1,0 +1,1 @@
+"""Finan, the invoice provider: its signed ``update-invoice`` client and request signing."""

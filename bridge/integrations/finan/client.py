@@ -1,0 +1,142 @@
+"""Finan's API: one signed ``PUT update-invoice/{id}`` per operation.
+
+Answers are classified by the envelope's code (its third digit is the HTTP class):
+success returns a ``FinanAnswer``; a client-class code raises ``ProviderRejected`` at once
+(the same body would be refused again); timeouts, resets, 429, HTTP 5xx and server-class
+codes are retried inline a few times, then raise ``ProviderUnavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from marshmallow import ValidationError
+
+from bridge.config import Settings
+from bridge.errors import ProviderRejected, ProviderUnavailable
+from bridge.integrations.finan.signing import FinanAuth
+from bridge.integrations.http import (
+    INLINE_ATTEMPTS,
+    TIMEOUT_SECONDS,
+    RetryableAnswer,
+    ThreadLocalSession,
+    TransportFailures,
+    call_with_retries,
+    parse_retry_after,
+    retry_after_seconds,
+)
+from bridge.observability.metrics import FINAN_CALLS, FINAN_REQUEST_DURATION
+from schemas.finan import ResponseEnvelopeSchema, code_class
+
+log = logging.getLogger(__name__)
+
+_envelope_schema = ResponseEnvelopeSchema()
+_JSON_BODY = {"Content-Type": "application/json"}
+_transport_failures = TransportFailures(
+    "no answer within the timeout", "connection failed or was reset"
+)
+
+
+@dataclass(frozen=True)
+class FinanAnswer:
+    code: int
+    message: str
+    data: dict[str, Any]
+
+
+def message_of(envelope: dict[str, Any], default: str = "(no message)") -> str:
+    """Finan's words in an envelope (``message``, or its ``content``), else ``default``."""
+    message = envelope.get("message")
+    if isinstance(message, dict):
+        message = message.get("content")
+    return str(message or "").strip() or default
+
+
+class FinanClient:
+    def __init__(
+        self,
+        settings: Settings,
+        attempts: int = INLINE_ATTEMPTS,
+        timeout: tuple[float, float] = TIMEOUT_SECONDS,
+    ) -> None:
+        self._base_url = settings.provider_base_url
+        self._auth = FinanAuth(
+            settings.provider_client_id, settings.provider_secret_key, settings.provider_base_url
+        )
+        self._attempts = attempts
+        self._timeout = timeout
+        self._sessions = ThreadLocalSession()
+
+    def update_invoice(self, provider_invoice_id: str, body: bytes) -> FinanAnswer:
+        """Send ``body`` (the exact bytes that get signed) to update-invoice."""
+        url = f"{self._base_url}/api/v1/invoice/update-invoice/{provider_invoice_id}"
+        outcome = "error"  # anything but the three below is a bug, counted as such
+        try:
+            answer = call_with_retries(
+                lambda: self._put_once(url, body), self._attempts, system="finan"
+            )
+            outcome = "accepted"
+            # The operation's own closing line says how it ended; this is only detail.
+            log.debug("Finan accepted the invoice", extra={"finan_code": answer.code})
+            return answer
+        except ProviderRejected as exc:
+            outcome = "rejected"
+            # Finan's message may quote the invoice's customer: the code says enough here.
+            log.warning("Finan rejected the invoice", extra={"finan_code": exc.code})
+            raise
+        except RetryableAnswer as exc:
+            outcome = "unavailable"
+            log.warning("Finan unavailable after %d tries", self._attempts)
+            raise ProviderUnavailable(
+                f"Finan is unavailable ({exc.description}); try again later",
+                retry_after=retry_after_seconds(exc, 30),
+            ) from exc
+        finally:
+            FINAN_CALLS.labels(outcome).inc()
+
+    def _put_once(self, url: str, body: bytes) -> FinanAnswer:
+        with _transport_failures:
+            # A prepared request sent on the session: the session's merging of its own
+            # headers, cookies and settings (none of which the bridge sets) is skipped.
+            request = requests.Request(
+                "PUT", url, data=body, headers=_JSON_BODY, auth=self._auth
+            ).prepare()
+            with FINAN_REQUEST_DURATION.time():
+                response = self._sessions.get().send(request, timeout=self._timeout)
+        return self._classify(response)
+
+    def _classify(self, response: requests.Response) -> FinanAnswer:
+        """Finan's envelope code decides when there is one; otherwise the HTTP status does."""
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        try:
+            envelope = _envelope_schema.load(response.json())
+        except (ValueError, ValidationError):
+            envelope = {}
+        code, message = envelope.get("code"), message_of(envelope)
+        if status == 429:
+            raise RetryableAnswer("HTTP 429 (rate limited)", retry_after=retry_after)
+        if code is not None:
+            kind = code_class(code)
+        elif 400 <= status < 500:
+            kind = "client"
+        else:  # a 5xx, or a 2xx we can't read: the same PUT again is safe (derived id)
+            raise RetryableAnswer(f"HTTP {status} with no readable code", retry_after=retry_after)
+
+        if kind == "success":
+            return FinanAnswer(code=code, message=message, data=envelope.get("data") or {})
+        if kind == "client":
+            hint = (
+                "; check PROVIDER_CLIENT_ID and PROVIDER_SECRET_KEY" if status in (401, 403) else ""
+            )
+            shown = f"{message} (code {code})" if code is not None else f"{message} (HTTP {status})"
+            raise ProviderRejected(
+                f"Finan rejected the invoice: {shown}{hint}",
+                code=code,
+                provider_message=message,
+                errors={"provider": {"code": code, "http_status": status, "message": message}},
+            )
+        raise RetryableAnswer(f"server-class code {code}: {message}", retry_after=retry_after)

@@ -1,0 +1,381 @@
+"""Bulk re-sync: many invoices re-synced one after another, paced by the CRM's rate limit.
+
+A batch is kept in Redis: its ids (a list), a hash of where it stands (position, counts per
+result), and the problems (failed or error) in order. Nothing runs at once: the first slice
+of the work is an RQ job, and each slice re-syncs invoices for as long as the pacing allows,
+then hands the rest to a new job, scheduled for when the next slot is free. So a batch of
+10 000 ids is accepted in one request, holds one worker at most for a slice at a time, and
+leaves room in the queue for everything else.
+
+Pacing: each re-sync makes up to two CRM calls (the pull, and the write-back when it sent
+something), and every CRM call takes a slot of the shared 60-per-minute window
+(``bridge.integrations.tourwell.ratelimit``). On top of that, batches together take a slot
+of their own window of ``TOURWELL_RATE_LIMIT_PER_MIN / BULK_SHARE_DIVISOR`` invoices a
+minute (20 at 60), so a bulk re-sync uses at most two thirds of the CRM's window and live
+traffic keeps the rest.
+
+``bridge resync`` (the CLI) runs a batch in its own process instead (``runner: cli``): same
+pacing, waiting in place, with a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from bridge.errors import BridgeError, CrmUnavailable, InFlight, NotFound, ProviderRejected
+from bridge.integrations.tourwell.ratelimit import CrmRateLimiter
+from bridge.invoices.operations import InvoiceOperations
+from bridge.store import queue
+from bridge.store.records import iso_utc, now_iso
+
+log = logging.getLogger(__name__)
+
+RESYNC_BATCH_JOB = "bridge.worker.jobs.resync_batch"
+OPEN_BATCHES_KEY = "bridge:batches:open"  # batches run by the queue and not finished yet
+
+BATCH_TTL_SECONDS = 7 * 86400  # a batch's progress stays readable for a week
+# Batches together take at most 1/3 of the CRM's window in invoices a minute; each invoice
+# makes at most two CRM calls, so bulk work never takes more than 2/3 of the window.
+BULK_SHARE_DIVISOR = 3
+BULK_LIMIT_KEY = "bulk-resync"
+# A slice (one job) stops after this long and hands the rest to a new job, well inside RQ's
+# job timeout even when its last invoice takes a minute (a slow CRM and Finan).
+SLICE_SECONDS = 120
+# A CRM that is unavailable (or whose window is full) pauses the batch on the same invoice
+# this many times before that invoice is given up as an error and the batch moves on.
+MAX_CRM_PAUSES = 5
+PROBLEMS_SHOWN = 100
+UNKNOWN_IDS_NAMED = 20  # a refusal names at most this many unknown ids
+
+RESULTS = ("sent", "unchanged", "queued", "failed", "error")
+PROBLEM_RESULTS = ("failed", "error")
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+def batch_key(batch_id: str) -> str:
+    return f"bridge:batch:{batch_id}"
+
+
+def batch_ids_key(batch_id: str) -> str:
+    return f"bridge:batch:{batch_id}:ids"
+
+
+def batch_problems_key(batch_id: str) -> str:
+    return f"bridge:batch:{batch_id}:problems"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    invoice_id: int
+    result: str  # one of RESULTS
+    state: str | None  # the record's state afterwards
+    message: str
+
+
+@dataclass
+class Batch:
+    batch_id: str
+    source: str  # "ids", or "state:failed" / "state:dead"
+    runner: str  # "queue" (workers) or "cli"
+    force: bool
+    total: int
+    position: int
+    counts: dict[str, int]
+    created_at: str
+    finished_at: str | None = None
+    next_slice_at: str | None = None
+    problems: list[ItemResult] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.position
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+
+@dataclass(frozen=True)
+class SliceEnd:
+    finished: bool
+    resume_in: float = 0.0  # seconds until the next slice may start
+
+
+class ResyncBatches:
+    def __init__(
+        self, connection: redis.Redis, operations: InvoiceOperations, crm_rate_per_min: int
+    ) -> None:
+        self._redis = connection
+        self._operations = operations
+        self._limiter = CrmRateLimiter(
+            connection, max(1, crm_rate_per_min // BULK_SHARE_DIVISOR), BULK_LIMIT_KEY
+        )
+
+    def start(
+        self,
+        *,
+        ids: list[int] | None = None,
+        state: str | None = None,
+        force: bool = False,
+        runner: str = "queue",
+    ) -> Batch:
+        """A new batch of ``ids``, or of every invoice now in ``state``, as stored.
+
+        Every id must be known to the bridge, else ``NotFound`` naming them and no batch.
+        """
+        records = self._operations.records
+        if state is not None:
+            return self.create(records.ids_in_state(state), f"state:{state}", force, runner)
+        ids = list(dict.fromkeys(ids or []))
+        unknown = [i for i, found in zip(ids, records.exists(ids), strict=True) if not found]
+        if unknown:
+            named = ", ".join(str(i) for i in unknown[:UNKNOWN_IDS_NAMED])
+            more = len(unknown) - UNKNOWN_IDS_NAMED
+            raise NotFound(
+                f"{_invoice_ids(len(unknown))} unknown to the bridge: {named}"
+                + (f" and {more} more" if more > 0 else "")
+                + "; nothing was re-synced",
+                errors={"ids": [f"unknown: {i}" for i in unknown[:UNKNOWN_IDS_NAMED]]},
+            )
+        return self.create(ids, "ids", force, runner)
+
+    def create(self, ids: Iterable[int], source: str, force: bool, runner: str = "queue") -> Batch:
+        """Store a new batch (duplicate ids once, in order). With the queue runner, its
+        first job is scheduled in the same transaction."""
+        ids = list(dict.fromkeys(ids))
+        batch_id = new_batch_id()
+        job_id = _job_id(batch_id) if runner == "queue" else ""
+        created_at = now_iso()
+        finished_at = None if ids else created_at
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.multi()
+            pipe.hset(
+                batch_key(batch_id),
+                mapping={
+                    "source": source,
+                    "runner": runner,
+                    "force": int(force),
+                    "total": len(ids),
+                    "position": 0,
+                    "crm_pauses": 0,
+                    "created_at": created_at,
+                    "job_id": job_id,
+                    **{f"count:{result}": 0 for result in RESULTS},
+                },
+            )
+            for start in range(0, len(ids), 1000):
+                pipe.rpush(batch_ids_key(batch_id), *ids[start : start + 1000])
+            if finished_at is not None:
+                pipe.hset(batch_key(batch_id), "finished_at", finished_at)
+            elif runner == "queue":
+                pipe.sadd(OPEN_BATCHES_KEY, batch_id)
+                self._schedule(batch_id, job_id, None, pipe)
+            for key in _keys(batch_id):
+                pipe.expire(key, BATCH_TTL_SECONDS)
+            pipe.execute()
+        return Batch(
+            batch_id=batch_id,
+            source=source,
+            runner=runner,
+            force=force,
+            total=len(ids),
+            position=0,
+            counts=dict.fromkeys(RESULTS, 0),
+            created_at=created_at,
+            finished_at=finished_at,
+        )
+
+    def get(self, batch_id: str) -> Batch | None:
+        """The batch, or None when there is none by that id (a batch id is letters and
+        digits: anything else, from a URL say, names no key)."""
+        if not batch_id.isalnum():
+            return None
+        raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(batch_key(batch_id)).items()}
+        if not raw:
+            return None
+        problems = [
+            _item_from_json(entry)
+            for entry in self._redis.lrange(batch_problems_key(batch_id), 0, PROBLEMS_SHOWN - 1)
+        ]
+        return Batch(
+            batch_id=batch_id,
+            source=raw["source"],
+            runner=raw["runner"],
+            force=raw["force"] == "1",
+            total=int(raw["total"]),
+            position=int(raw["position"]),
+            counts={result: int(raw.get(f"count:{result}", 0)) for result in RESULTS},
+            created_at=raw["created_at"],
+            finished_at=raw.get("finished_at"),
+            next_slice_at=raw.get("next_slice_at"),
+            problems=problems,
+        )
+
+    def run(
+        self,
+        batch_id: str,
+        *,
+        wait: bool,
+        seconds: float = SLICE_SECONDS,
+        on_item: Callable[[ItemResult], None] | None = None,
+    ) -> SliceEnd:
+        """Re-sync the batch's next invoices for up to ``seconds``.
+
+        ``wait``: wait in place for pacing slots (the CLI); else stop at the first full
+        window and say when to resume (a queue job must not hold a worker to sleep).
+        """
+        deadline = time.monotonic() + seconds
+        batch = self.get(batch_id)
+        if batch is None or batch.finished:
+            return SliceEnd(finished=True)
+        while time.monotonic() < deadline:
+            position = int(self._redis.hget(batch_key(batch_id), "position") or 0)
+            raw_id = self._redis.lindex(batch_ids_key(batch_id), position)
+            if raw_id is None:
+                self._finish(batch_id)
+                return SliceEnd(finished=True)
+            try:
+                self._limiter.acquire(max_wait=SLICE_SECONDS if wait else 0)
+            except CrmUnavailable as exc:
+                return SliceEnd(finished=False, resume_in=float(exc.retry_after or 1))
+            item = self._resync_one(int(raw_id), batch.force)
+            if item is None:  # the CRM is unavailable: pause on this invoice
+                pauses = self._redis.hincrby(batch_key(batch_id), "crm_pauses", 1)
+                if pauses <= MAX_CRM_PAUSES:
+                    if wait:
+                        time.sleep(min(30, 2**pauses))
+                        continue
+                    return SliceEnd(finished=False, resume_in=min(300, 10 * 2**pauses))
+                item = ItemResult(
+                    int(raw_id), "error", None, "the CRM stayed unavailable; re-sync it again"
+                )
+            self._record(batch_id, position, item)
+            if on_item is not None:
+                on_item(item)
+        return SliceEnd(finished=False)
+
+    def run_slice_from_queue(self, batch_id: str, job_id: str) -> str:
+        """The RQ job: one slice, then the next job scheduled (or the batch finished)."""
+        current = self._redis.hget(batch_key(batch_id), "job_id")
+        if current is None or current.decode() != job_id:
+            return "nothing to do: the batch is gone, or another job carries it on"
+        end = self.run(batch_id, wait=False)
+        if end.finished:
+            return "batch finished"
+        next_job = _job_id(batch_id)
+        run_at = datetime.now(UTC) + timedelta(seconds=end.resume_in)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.multi()
+            pipe.hset(
+                batch_key(batch_id),
+                mapping={"job_id": next_job, "next_slice_at": iso_utc(run_at, "seconds")},
+            )
+            self._schedule(batch_id, next_job, run_at if end.resume_in > 0 else None, pipe)
+            pipe.execute()
+        return f"paused; the next slice starts in {end.resume_in:.0f} s"
+
+    def recover_stranded(self) -> list[str]:
+        """Give each open queue batch whose job is gone a new job; the batch ids."""
+        recovered = []
+        for raw in self._redis.smembers(OPEN_BATCHES_KEY):
+            batch_id = raw.decode()
+            job_id = self._redis.hget(batch_key(batch_id), "job_id")
+            if job_id is None:  # expired
+                self._redis.srem(OPEN_BATCHES_KEY, batch_id)
+                continue
+            if queue.job_is_live(self._redis, job_id.decode()):
+                continue
+            next_job = _job_id(batch_id)
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.multi()
+                pipe.hset(batch_key(batch_id), "job_id", next_job)
+                self._schedule(batch_id, next_job, None, pipe)
+                pipe.execute()
+            recovered.append(batch_id)
+        return recovered
+
+    # --- helpers ---
+
+    def _resync_one(self, invoice_id: int, force: bool) -> ItemResult | None:
+        """Re-sync one invoice and say how it went; None when the CRM is unavailable."""
+        try:
+            outcome = self._operations.resync(invoice_id, force=force)
+        except ProviderRejected as exc:
+            return ItemResult(invoice_id, "failed", "failed", f"{exc.code}: {exc.provider_message}")
+        except InFlight:
+            return ItemResult(
+                invoice_id, "error", None, "another operation was in flight; re-sync it again"
+            )
+        except CrmUnavailable:
+            return None
+        except BridgeError as exc:  # unknown to the CRM, can't be mapped, ...
+            return ItemResult(invoice_id, "error", None, exc.message)
+        except redis.RedisError:
+            raise  # the whole batch can't go on; RQ retries the job
+        except Exception:  # a bug on one invoice must not stop the others
+            log.exception("re-sync of invoice %s failed unexpectedly", invoice_id)
+            return ItemResult(invoice_id, "error", None, "internal error; see the worker's log")
+        return ItemResult(invoice_id, outcome.result, outcome.record.state, outcome.message)
+
+    def _record(self, batch_id: str, position: int, item: ItemResult) -> None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.multi()
+            pipe.hincrby(batch_key(batch_id), f"count:{item.result}", 1)
+            pipe.hset(batch_key(batch_id), mapping={"position": position + 1, "crm_pauses": 0})
+            if item.result in PROBLEM_RESULTS:
+                entry = json.dumps(item.__dict__, ensure_ascii=False)
+                pipe.rpush(batch_problems_key(batch_id), entry)
+            for key in _keys(batch_id):
+                pipe.expire(key, BATCH_TTL_SECONDS)
+            pipe.execute()
+
+    def _finish(self, batch_id: str) -> None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.multi()
+            pipe.hset(batch_key(batch_id), "finished_at", now_iso())
+            pipe.hdel(batch_key(batch_id), "next_slice_at")
+            pipe.srem(OPEN_BATCHES_KEY, batch_id)
+            pipe.execute()
+
+    def _schedule(
+        self,
+        batch_id: str,
+        job_id: str,
+        run_at: datetime | None,
+        pipe: redis.client.Pipeline,
+    ) -> None:
+        queue.add_job(
+            self._redis, pipe, RESYNC_BATCH_JOB, (batch_id, job_id), f"bulk re-sync {batch_id}",
+            job_id=job_id, run_at=run_at,
+        )  # fmt: skip
+
+
+def _invoice_ids(count: int) -> str:
+    return "1 invoice id is" if count == 1 else f"{count} invoice ids are"
+
+
+def _job_id(batch_id: str) -> str:
+    return f"resync-{batch_id}-{uuid.uuid4().hex[:8]}"
+
+
+def _keys(batch_id: str) -> tuple[str, ...]:
+    return (
+        batch_key(batch_id),
+        batch_ids_key(batch_id),
+        batch_problems_key(batch_id),
+    )
+
+
+def _item_from_json(raw: bytes | str) -> ItemResult:
+    return ItemResult(**json.loads(raw))

@@ -1,0 +1,51 @@
+"""Queue depth and records by state, read from Redis when Prometheus scrapes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from bridge.store.queue import bridge_queue
+from bridge.store.records import STATES, RecordStore
+
+log = logging.getLogger(__name__)
+
+
+class RedisStateCollector:
+    """Queue depth and records by state, read from Redis when Prometheus scrapes."""
+
+    def __init__(self, connection: redis.Redis, records: RecordStore) -> None:
+        self._redis = connection
+        self._records = records
+
+    def collect(self) -> Iterator[Metric]:
+        queue = bridge_queue(self._redis)
+        try:
+            # cleanup=False: RQ's registry clean-up writes (and may re-run jobs); a scrape
+            # only reads.
+            depth = {
+                "queued": queue.count,
+                "scheduled": queue.scheduled_job_registry.get_job_count(cleanup=False),
+                "started": queue.started_job_registry.get_job_count(cleanup=False),
+            }
+            by_state = self._records.count_by_state()
+        except redis.RedisError as exc:
+            # The counters are still worth serving; the gap in these two shows the outage.
+            log.warning("metrics: Redis unavailable for queue and record counts (%s)", exc)
+            return
+        jobs = GaugeMetricFamily(
+            "bridge_queue_depth",
+            "Jobs in the retry queue: queued (ready to run), scheduled (waiting for their "
+            "retry time), started (running).",
+            labels=["status"],
+        )
+        for status, count in depth.items():
+            jobs.add_metric([status], count)
+        yield jobs
+        records = GaugeMetricFamily("bridge_records", "Invoice records by state.", labels=["state"])
+        for state in STATES:
+            records.add_metric([state], by_state.get(state, 0))
+        yield records

@@ -1,0 +1,44 @@
+"""The one place a Redis connection is made, and the key names the bridge uses.
+
+Keys are built by the small functions below, all under one prefix, so an operator can
+find (or clear) everything the bridge stores with ``SCAN MATCH bridge:*``.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from bridge.config import Settings
+from bridge.store import embedded_redis
+
+KEY_PREFIX = "bridge:"
+
+# A CRM-facing request must fail fast (503) when Redis is gone, not hang the caller.
+SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """Redis at ``REDIS_URL``, else the embedded server under ``BRIDGE_DATA_DIR``."""
+    url = settings.redis_url or embedded_redis.ensure_server(settings.data_dir)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=15,
+    )
+
+
+def record_key(invoice_id: int) -> str:
+    return f"{KEY_PREFIX}record:{invoice_id}"
+
+
+def body_key(invoice_id: int) -> str:
+    return f"{KEY_PREFIX}body:{invoice_id}"
+
+
+def lock_key(invoice_id: int) -> str:
+    return f"{KEY_PREFIX}lock:invoice:{invoice_id}"
+
+
+def idempotency_key(scope: str, key: str) -> str:
+    return f"{KEY_PREFIX}idempotency:{scope}:{key}"

@@ -1,0 +1,88 @@
+"""The Flask app factory: the blueprints, logging, metrics and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import redis
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from bridge.config import Settings, load_settings
+from bridge.errors import BridgeError, RedisUnavailable
+from bridge.observability import logs, metrics
+from bridge.observability.state_gauges import RedisStateCollector
+from bridge.services import build_services
+from bridge.web import admin_page, metrics_endpoint, request_logging
+from bridge.web.admin_api import bp as admin_api
+from bridge.web.crm_api import bp as crm_api
+from bridge.web.health import bp as health
+from bridge.web.http import error_response
+from bridge.web.openapi import bp as openapi
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024  # docs/contract/http.md#body-limits: 413 above 1 MiB
+
+# werkzeug's own errors, said the way the rest of the bridge says things.
+_HTTP_MESSAGES = {
+    404: "no such endpoint; the bridge's API is listed in its README",
+    405: "this endpoint does not accept that method",
+    413: f"the body is over {MAX_BODY_BYTES // 1024} KiB (1 MiB)",
+}
+
+
+def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
+    """Build the app from ``settings`` (default: the environment, validated)."""
+    settings = settings or load_settings(os.environ)
+    if not logging.getLogger().handlers:  # gunicorn (deploy/gunicorn.conf.py) sets its own
+        logs.configure_logging()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # keep envelopes in the order their schemas declare
+    app.json.ensure_ascii = False  # Vietnamese names stay readable in answers and logs
+    services = build_services(settings, connection)
+    app.extensions["bridge"] = services
+
+    app.register_blueprint(crm_api)
+    app.register_blueprint(admin_api)
+    app.register_blueprint(health)
+    app.register_blueprint(openapi)
+    admin_page.init_app(app)  # the status page at /admin/, its session and CSRF protection
+    request_logging.init_app(app)
+    metrics_endpoint.init_app(app, RedisStateCollector(services.redis, services.records))
+    _register_error_handlers(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(BridgeError)
+    def bridge_error(exc: BridgeError) -> Response:
+        metrics.count_refusal(exc)
+        request_logging.note_refusal(exc.reason)
+        response = error_response(exc.status, exc.message, exc.errors)
+        response.headers.update(exc.headers())
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        response = error_response(status, _HTTP_MESSAGES.get(status, exc.description or ""))
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(redis.RedisError)
+    def redis_error(exc: redis.RedisError) -> Response:
+        # Fail closed: without Redis there are no locks or records, so nothing is sent.
+        log.warning("Redis unavailable: %s", type(exc).__name__)
+        return bridge_error(
+            RedisUnavailable("the bridge's Redis is unavailable; try again shortly", retry_after=5)
+        )
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # A bug: log it with its trace for us, and answer without one.
+        log.exception("unhandled error")
+        return error_response(500, "internal error; the bridge's operators have the details")
