@@ -15,7 +15,11 @@ import logging
 import sys
 
 from bridge.config import load_settings
-from bridge.web.app import create_app
+
+try:
+    from bridge.web.app import create_app
+except ImportError:  # a revision from before the layered layout (0.2.x)
+    from bridge.app import create_app  # type: ignore[no-redef]
 
 
 def main() -> None:
