@@ -16,11 +16,14 @@ def _env(name: str, default):
 
 
 # Threads carry the wait on Finan (I/O bound); processes give CPU parallelism. gunicorn's
-# gthread worker, taking a new connection only while one of its threads is free, so that
-# kept-alive connections spread over the workers (bridge/web/gunicorn_worker.py).
-worker_class = "bridge.web.gunicorn_worker.BalancedThreadWorker"
+# stock threaded worker: the CRM sends at most 60 requests a minute, far below what one
+# worker of 8 threads serves. A worker accepts up to worker_connections connections and
+# serves them with its threads; a kept-alive connection stays with the worker that
+# accepted it and is closed after keepalive seconds idle.
+worker_class = "gthread"
 workers = _env("workers", multiprocessing.cpu_count())
 threads = _env("threads", 8)
+worker_connections = _env("worker_connections", 1000)
 
 # The slowest inline operation: a CRM pull (three tries of up to 5 s waiting for a
 # rate-limit slot, 3 s connecting and 10 s reading, plus backoff: about 64 s), then Finan
@@ -37,13 +40,14 @@ max_requests = _env("max_requests", 50000)
 max_requests_jitter = _env("max_requests_jitter", 5000)
 
 # Logs: JSON lines on stdout, for the supervisor (systemd, Docker, Kubernetes) to collect.
-# gunicorn's error log and the app's own lines share one formatter (bridge/observability/logs.py). The
-# app writes one line per request itself (logger "bridge.access": method, path, status,
-# size, time, request id, and the invoice and operation), so gunicorn's access log is off:
-# one line per request, not two.
+# gunicorn's error log and the app's own lines share one formatter
+# (bridge/observability/logs.py). The app writes one line per request itself (logger
+# "bridge.access": method, path, status, size, time, request id, and the invoice and
+# operation), so gunicorn's access log is off (bridge/web/gunicorn_logging.py): one line
+# per request, not two.
 loglevel = _env("loglevel", "info")
 accesslog = None
-logger_class = "bridge.web.gunicorn_worker.GunicornLogger"
+logger_class = "bridge.web.gunicorn_logging.GunicornLogger"
 _json_to_stdout = {
     "class": "logging.StreamHandler",
     "formatter": "json",
@@ -64,10 +68,11 @@ logconfig_dict = {
 # (a sandbox beside a service, parallel test runs) would fight over it. Nothing uses it.
 control_socket_disable = True
 
-# Metrics (bridge/observability/metrics.py): every worker writes its counters to files in one directory
-# and a scrape of any worker adds them all up (prometheus-client's multiprocess mode). The
-# variable must be set before a worker imports the app; without one from the environment,
-# the master makes a private directory at start and removes it at exit.
+# Metrics (bridge/observability/metrics.py): every worker writes its counters to files in
+# one directory and a scrape of any worker adds them all up (prometheus-client's
+# multiprocess mode). The variable must be set before a worker imports the app; without
+# one from the environment, the master makes a private directory at start and removes it
+# at exit.
 _made_metrics_dir = None
 
 

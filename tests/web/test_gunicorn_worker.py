@@ -1,7 +1,7 @@
-"""The web service's gunicorn worker (bridge/web/gunicorn_worker.py), in a live gunicorn run with
-the bridge's own settings file: a worker whose threads are all busy leaves new connections
-to a worker with a free thread, and takes one all the same when no worker has a thread
-free."""
+"""The web service's gunicorn worker (gunicorn's stock gthread, named in
+deploy/gunicorn.conf.py), in a live gunicorn run with the bridge's own settings file: a slow
+request does not hold up the others, and a new connection is answered even while every
+thread is busy with kept-alive connections."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 
 from bench.processes import free_port, gunicorn_command, start_server
 
-# Long enough for a worker with a free thread to answer; a request left to a busy worker
-# would wait for the held requests, which are released only after every answer is in.
+# Long enough for a worker with a free thread to answer; a request left waiting behind the
+# held one would wait for it, and it is released only after every answer is in.
 ANSWER_TIMEOUT_SECONDS = 10
 
 
@@ -59,31 +59,24 @@ def gunicorn(request, tmp_path: Path):
         server.stop()
 
 
-def test_the_settings_file_names_the_balanced_worker(gunicorn):
+def test_the_settings_file_names_gunicorns_threaded_worker(gunicorn):
     *_, server = gunicorn
-    log = server.log_path.read_text()
-    assert "Using worker: bridge.web.gunicorn_worker.BalancedThreadWorker" in log
+    assert "Using worker: gthread" in server.log_path.read_text()
 
 
-def test_a_worker_with_all_threads_busy_takes_no_new_connection(gunicorn):
+def test_a_slow_request_holds_one_thread_not_the_service(gunicorn):
     port, release, server = gunicorn
-    workers = set(server.workers())
-    with ThreadPoolExecutor(3) as pool:
+    with ThreadPoolExecutor(1) as pool:
         try:
-            # Three held requests fill one worker's two threads and one of the other's.
-            held = [pool.submit(get, port, "/hold", 60) for _ in range(3)]
-            time.sleep(1)  # every held request is in a worker
-            assert not any(f.done() for f in held)
-            # Twenty new connections, one at a time: each must be taken by the worker with
-            # a free thread. gunicorn's own gthread worker queues some behind held ones.
+            held = pool.submit(get, port, "/hold", 60)
+            time.sleep(1)  # the held request is in a worker, holding one of its threads
+            assert not held.done()
+            # Answered within ANSWER_TIMEOUT_SECONDS each (get raises otherwise).
             answered_by = [get(port, "/pid") for _ in range(20)]
         finally:
             release.touch()
-        held_by = [f.result() for f in held]
-    assert set(answered_by) < workers and len(set(answered_by)) == 1
-    # The worker that answered is the one holding a single request.
-    assert sorted(held_by.count(pid) for pid in workers) == [1, 2]
-    assert held_by.count(answered_by[0]) == 1
+        assert held.result() in server.workers()
+    assert set(answered_by) <= set(server.workers())
 
 
 @pytest.mark.parametrize("gunicorn", [1], indirect=True)
