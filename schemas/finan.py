@@ -4,10 +4,8 @@
 everything about them is deterministic: field order is the schema's declaration order,
 JSON is compact, and money is a JSON number (an integer when whole).
 
-The request schemas are loaded (``decode_request``) through ``FlatNested`` and the
-``Direct*`` fields and dumped through ``BodySchema``, which only take marshmallow's
-per-object and per-field overhead away: the bytes and the messages are marshmallow's (see
-``schemas/fields.py``). The response envelope's nested objects load the same way.
+The request schemas dump through ``BodySchema``, which reads a plain dict's keys directly
+(marshmallow's public ``get_attribute`` hook); loading is marshmallow's own.
 """
 
 from __future__ import annotations
@@ -19,16 +17,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_dump, pre_load
 
-from schemas.fields import (
-    DirectBoolean,
-    DirectInteger,
-    DirectList,
-    DirectLoad,
-    DirectString,
-    ExcludeUnknownSchema,
-    FlatNested,
-    optional,
-)
+from schemas.fields import ExcludeUnknownSchema, optional
 
 # Finan's tax_type values: how each item's taxes relate to its price.
 EXCLUDING = "price_excluding_tax"
@@ -37,7 +26,7 @@ NOT_APPLICABLE = "tax_not_applicable"
 TAX_TYPES = (EXCLUDING, INCLUDING, NOT_APPLICABLE)
 
 
-class FinanTime(DirectLoad):
+class FinanTime(fields.Field):
     """Dumps an aware datetime as Finan writes it: UTC, milliseconds, ``Z``."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
@@ -65,7 +54,7 @@ def json_number(amount: Decimal) -> int | float:
     return int(amount) if amount == amount.to_integral_value() else float(amount)
 
 
-class JsonMoney(DirectLoad):
+class JsonMoney(fields.Field):
     """A Decimal amount as a JSON number (``json_number``)."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
@@ -106,23 +95,23 @@ class BodySchema(Schema):
 
 
 class TaxSchema(BodySchema):
-    name = DirectString(required=True)
-    tax_id = DirectString(required=True)  # a uuid; validated once, in PROVIDER_TAX_IDS
-    rate = DirectInteger(required=True)
+    name = fields.String(required=True)
+    tax_id = fields.String(required=True)  # a uuid; validated once, in PROVIDER_TAX_IDS
+    rate = fields.Integer(required=True)
 
 
 class ItemSchema(BodySchema):
-    name = DirectString(required=True)
+    name = fields.String(required=True)
     price = JsonMoney(required=True)
-    quantity = DirectInteger(required=True)
-    taxes = DirectList(FlatNested(TaxSchema), required=True)
+    quantity = fields.Integer(required=True)
+    taxes = fields.List(fields.Nested(TaxSchema), required=True)
 
 
 class CustomerSchema(BodySchema):
-    name = DirectString(required=True)
-    phone = DirectString(allow_none=True)
-    email = DirectString(allow_none=True)
-    address = DirectString(allow_none=True)
+    name = fields.String(required=True)
+    phone = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
 
     @post_dump
     def _omit_unknown_values(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -131,19 +120,19 @@ class CustomerSchema(BodySchema):
 
 
 class DiscountSchema(BodySchema):
-    is_rate = DirectBoolean(required=True)
-    value = DirectInteger(required=True)
+    is_rate = fields.Boolean(required=True)
+    value = fields.Integer(required=True)
 
 
 class UpdateInvoiceRequestSchema(BodySchema):
     value_at = FinanTime(required=True)
     due_at = FinanTime(required=True)
-    reference_code = DirectString(required=True)
-    tax_type = DirectString(required=True)
-    items = DirectList(FlatNested(ItemSchema), required=True)
-    customer = FlatNested(CustomerSchema, required=True)
-    payment_config = DirectList(DirectString(), required=True)
-    discounts = DirectList(FlatNested(DiscountSchema), required=True)
+    reference_code = fields.String(required=True)
+    tax_type = fields.String(required=True)
+    items = fields.List(fields.Nested(ItemSchema), required=True)
+    customer = fields.Nested(CustomerSchema, required=True)
+    payment_config = fields.List(fields.String(), required=True)
+    discounts = fields.List(fields.Nested(DiscountSchema), required=True)
 
 
 # Built once and shared by every thread: a new instance would build its nested schemas
@@ -185,18 +174,18 @@ class InvoiceDataSchema(FinanSchema):
     """Only the fields the bridge keeps are checked: a success must not turn into a failure
     because Finan changed the type of a field the bridge never reads."""
 
-    id = optional(DirectString)
-    order_code = optional(DirectString)
-    system_code = optional(DirectString)
+    id = optional(fields.String)
+    order_code = optional(fields.String)
+    system_code = optional(fields.String)
     total_amount = optional(JsonMoney)
     tax_amount = optional(JsonMoney)
 
 
 class ResponseEnvelopeSchema(FinanSchema):
-    message = optional(FlatNested, MessageSchema)
-    code = DirectInteger(load_default=None, allow_none=True, strict=True)
-    request_id = optional(DirectString)
-    data = optional(FlatNested, InvoiceDataSchema)
+    message = optional(fields.Nested, MessageSchema)
+    code = fields.Integer(load_default=None, allow_none=True, strict=True)
+    request_id = optional(fields.String)
+    data = optional(fields.Nested, InvoiceDataSchema)
 
     @pre_load
     def _wrap_plain_message(self, payload: Any, **kwargs: Any) -> Any:

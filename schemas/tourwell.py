@@ -11,13 +11,6 @@ The CRM is loose with types and evolves without notice, so:
 - money, numbers and dates arrive in several forms, and the custom fields below turn each
   of them into one Python type (``MoneyValue``, ``Decimal``, an aware UTC ``datetime``),
   so the mapping never sees a string where it wants a number.
-
-An invoice of twenty rows is some seventy objects and 250 fields, so loading it is mostly
-marshmallow's own per-object and per-field work. Two field bases cut that without changing
-a result or a message: ``FlatNested`` loads a nested object's fields itself instead of
-loading its schema (``fields.Nested``'s results and errors; every nested object of the
-invoice is one), and ``DirectLoad`` skips the validator set-up that ``Field.deserialize``
-repeats on every call for fields that have no validators (both in ``schemas/fields.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +25,7 @@ from typing import Any
 from marshmallow import ValidationError, fields
 
 from schemas import json_input
-from schemas.fields import DirectLoad, ExcludeUnknownSchema, FlatNested, optional
+from schemas.fields import ExcludeUnknownSchema, optional
 
 # A time the CRM sends without a zone is the agency's wall clock: Vietnam, no DST.
 VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
@@ -132,7 +125,7 @@ class MoneyValue:
 _MONEY_KEYS = ("base", "foreign", "forex", "original")
 
 
-class Money(DirectLoad):
+class Money(fields.Field):
     """Loads every money form the CRM uses into a ``MoneyValue``.
 
     A number or a string is a base amount; ``{original, forex}`` (price rows) and
@@ -177,7 +170,7 @@ class Money(DirectLoad):
         return {"base": _amount_text(value.base), "foreign": _amount_text(value.foreign)}
 
 
-class CrmDecimal(DirectLoad):
+class CrmDecimal(fields.Field):
     """A number (quantity, period, rate, exchange rate) in any form ``parse_amount`` reads."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -190,7 +183,7 @@ class CrmDecimal(DirectLoad):
         return _amount_text(value)
 
 
-class CrmString(DirectLoad):
+class CrmString(fields.Field):
     """Text; whitespace-only is "not given" (None), and a JSON integer is taken as its digits."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -201,7 +194,7 @@ class CrmString(DirectLoad):
         return value.strip() or None
 
 
-class CrmId(DirectLoad):
+class CrmId(fields.Field):
     """A positive integer id, as a JSON integer or a string of digits."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -238,7 +231,7 @@ def parse_crm_datetime(value: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-class CrmDateTime(DirectLoad):
+class CrmDateTime(fields.Field):
     """A CRM date or time (see ``parse_crm_datetime``) as an aware UTC datetime."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -289,19 +282,19 @@ class VatSchema(CrmSchema):
 
 
 class PriceSchema(CrmSchema):
-    object = optional(FlatNested, PriceObjectSchema)
+    object = optional(fields.Nested, PriceObjectSchema)
     unit_price = optional(Money)
     quantity = optional(CrmDecimal)
     period = optional(CrmDecimal)
-    vat = optional(FlatNested, VatSchema)
+    vat = optional(fields.Nested, VatSchema)
     amount_total = optional(Money)
     grand_total = optional(Money)
 
 
 class ServiceSchema(CrmSchema):
     id = optional(CrmId)
-    service_info = optional(FlatNested, ServiceInfoSchema)
-    prices = optional(fields.List, FlatNested(PriceSchema))
+    service_info = optional(fields.Nested, ServiceInfoSchema)
+    prices = optional(fields.List, fields.Nested(PriceSchema))
 
 
 class CurrencySchema(CrmSchema):
@@ -313,9 +306,9 @@ class CurrencySchema(CrmSchema):
 class OrderInfoSchema(CrmSchema):
     id = optional(CrmId)
     code = optional(CrmString)
-    customer = optional(FlatNested, CustomerSchema)
-    services = optional(fields.List, FlatNested(ServiceSchema))
-    currency = optional(FlatNested, CurrencySchema)
+    customer = optional(fields.Nested, CustomerSchema)
+    services = optional(fields.List, fields.Nested(ServiceSchema))
+    currency = optional(fields.Nested, CurrencySchema)
     total_discount = optional(Money)
     total_payment = optional(Money)
 
@@ -336,8 +329,8 @@ class InvoiceSchema(CrmSchema):
     code = optional(CrmString)
     created_at = optional(CrmDateTime)
     total_amount = optional(Money)
-    order_info = optional(FlatNested, OrderInfoSchema)
-    request_info = optional(FlatNested, RequestInfoSchema)
+    order_info = optional(fields.Nested, OrderInfoSchema)
+    request_info = optional(fields.Nested, RequestInfoSchema)
 
 
 # Built once: a schema instance builds its nested schemas on first use, which costs about

@@ -6,11 +6,20 @@ import copy
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
+from marshmallow import ValidationError, missing
 
 from bridge.sandbox.samples import FINAN_WORKED_EXAMPLE
-from schemas.finan import ResponseEnvelopeSchema, code_class, decode_request, encode_request
+from schemas.finan import (
+    BodySchema,
+    ResponseEnvelopeSchema,
+    UpdateInvoiceRequestSchema,
+    code_class,
+    decode_request,
+    encode_request,
+)
 
 TAX_ID = FINAN_WORKED_EXAMPLE["items"][0]["taxes"][0]["tax_id"]
 PAYMENT_ID = FINAN_WORKED_EXAMPLE["payment_config"][0]
@@ -97,6 +106,48 @@ def test_decode_request_round_trips_the_exact_bytes():
 def test_decode_request_refuses_what_it_did_not_encode(raw):
     with pytest.raises(ValueError, match="not an update-invoice body"):
         decode_request(raw)
+
+
+def test_body_schema_reads_keys_and_leaves_the_rest_to_marshmallow():
+    schema = BodySchema()
+    assert schema.get_attribute({"a": 1}, "a", missing) == 1
+    assert schema.get_attribute({"a": None}, "a", missing) is None
+    assert schema.get_attribute({}, "a", missing) is missing
+    assert schema.get_attribute(SimpleNamespace(a=2), "a", missing) == 2
+    assert schema.get_attribute({"a": {"b": 3}}, "a.b", missing) == 3
+
+
+def test_request_body_loads_back_and_refuses_with_paths():
+    body = {
+        "value_at": datetime(2024, 9, 5, tzinfo=UTC),
+        "due_at": datetime(2024, 10, 5, tzinfo=UTC),
+        "reference_code": "HD35",
+        "tax_type": "price_excluding_tax",
+        "items": [{"name": "Tour", "price": Decimal("100000"), "quantity": 2, "taxes": []}],
+        "customer": {"name": "Khách", "phone": None},
+        "payment_config": ["p"],
+        "discounts": [{"is_rate": False, "value": 5}],
+    }
+    dumped = UpdateInvoiceRequestSchema().dump(body)
+    assert dumped["value_at"] == "2024-09-05T00:00:00.000Z"
+    assert dumped["items"] == [{"name": "Tour", "price": 100000, "quantity": 2, "taxes": []}]
+    assert dumped["customer"] == {"name": "Khách"}
+    assert UpdateInvoiceRequestSchema().load(dumped)["items"][0]["price"] == Decimal(100000)
+    wrong = {**dumped, "items": [{"name": 5, "extra": 1}], "customer": "Khách"}
+    with pytest.raises(ValidationError) as info:
+        UpdateInvoiceRequestSchema().load(wrong)
+    assert info.value.messages == {
+        "items": {
+            0: {
+                "name": ["Not a valid string."],
+                "price": ["Missing data for required field."],
+                "quantity": ["Missing data for required field."],
+                "taxes": ["Missing data for required field."],
+                "extra": ["Unknown field."],
+            }
+        },
+        "customer": {"_schema": ["Invalid input type."]},
+    }
 
 
 # --- response ------------------------------------------------------------------------------

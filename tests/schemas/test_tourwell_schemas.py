@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from schemas.tourwell import (
@@ -146,6 +148,34 @@ def test_parse_amount_keeps_decimals_exact():
     assert parse_amount(None) is None
 
 
+@given(st.integers(-(10**15) + 1, 10**15 - 1))
+def test_integers_and_their_texts_are_read_exactly(number):
+    assert parse_amount(number) == Decimal(number)
+    assert parse_amount(f" {number} ") == Decimal(number)
+    assert parse_amount(f"{number:,}") == Decimal(number)
+    assert load_money({"original": f"{number:,}", "forex": 0}) == MoneyValue(
+        Decimal(number), Decimal(0)
+    )
+
+
+def test_other_forms_still_take_the_patterns():
+    for text in ("²", "١٢", "1,23", "1,2345", "12a", "1 000"):
+        with pytest.raises(ValueError, match="is not an amount"):
+            parse_amount(text)
+
+
+def test_money_object_errors_name_every_bad_key_in_order():
+    with pytest.raises(ValidationError) as info:
+        load_money({"original": "x", "forex": "y", "foreign": True, "base": [], "z": 1})
+    assert list(info.value.messages) == ["base", "foreign", "forex", "original"]
+    assert info.value.messages["foreign"] == ["expected an amount, got True"]
+    with pytest.raises(ValidationError) as info:
+        load_money({"z": 1})
+    assert info.value.messages == [
+        "expected an amount or an object with {original, forex} or {base, foreign}"
+    ]
+
+
 # --- dates ---------------------------------------------------------------------------------
 
 
@@ -257,6 +287,82 @@ def test_load_errors_name_the_field_path():
     errors = info.value.errors
     assert "original" in errors["order_info"]["services"][0]["prices"][0]["unit_price"]
     assert "request_at" in errors["request_info"]
+
+
+def test_nested_errors_are_word_for_word_at_their_paths():
+    # What the bridge returns in a 422's ``errors``: each nested object's messages under its
+    # key, list rows under their index, and "Invalid input type." for what is not an object.
+    raw = {
+        "id": 17,
+        "order_info": {
+            "customer": "Nguyễn Văn A",
+            "currency": None,
+            "services": [
+                {
+                    "service_info": {"id": 0},
+                    "prices": [{"object": {"title": ["x"]}, "vat": 8}, "row", {"quantity": "lots"}],
+                },
+                {"prices": None},
+            ],
+        },
+        "request_info": [],
+    }
+    with pytest.raises(InvoiceUnreadable) as info:
+        load_invoice(raw)
+    not_an_object = {"_schema": ["Invalid input type."]}
+    assert info.value.errors == {
+        "order_info": {
+            "customer": not_an_object,
+            "services": {
+                0: {
+                    "service_info": {"id": ["expected a positive integer id, got 0"]},
+                    "prices": {
+                        0: {"object": {"title": ["expected text, got list"]}, "vat": not_an_object},
+                        1: not_an_object,
+                        2: {
+                            "quantity": [
+                                "'lots' is not an amount (expected a number or a string like "
+                                "'40000000', '40,000,000', '40.000.000' or '1,234.5')"
+                            ]
+                        },
+                    },
+                }
+            },
+        },
+        "request_info": not_an_object,
+    }
+
+
+def test_absent_and_null_nested_objects_both_load_as_none():
+    invoice = load_invoice(
+        {"id": 1, "order_info": {"services": [{"prices": [{}]}]}, "request_info": None}
+    )
+    assert invoice["request_info"] is None
+    assert invoice["order_info"]["customer"] is None
+    assert invoice["order_info"]["currency"] is None
+    assert invoice["order_info"]["services"] == [
+        {
+            "id": None,
+            "service_info": None,
+            "prices": [
+                {
+                    "object": None,
+                    "unit_price": None,
+                    "quantity": None,
+                    "period": None,
+                    "vat": None,
+                    "amount_total": None,
+                    "grand_total": None,
+                }
+            ],
+        }
+    ]
+
+
+def test_a_null_required_id_says_so():
+    with pytest.raises(InvoiceUnreadable) as info:
+        load_invoice({"id": None})
+    assert info.value.errors == {"id": ["Field may not be null."]}
 
 
 def test_invoice_schema_dumps_what_it_loaded():
