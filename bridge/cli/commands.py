@@ -1,9 +1,12 @@
-"""The ``bridge`` command: serve, worker, sandbox (docs/contract/settings.md#command-line)."""
+"""The ``bridge`` command: serve, worker, sandbox, resync, check
+(docs/contract/settings.md#command-line), with its settings from the environment and an
+optional dotenv file (``--env-file``, else ``./.env``)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,13 +26,43 @@ GUNICORN_CONFIG_PLACES = (
 )
 
 
+# Read when no --env-file is given, if the working directory has one.
+DEFAULT_ENV_FILE = Path(".env")
+
+
 def default_gunicorn_config() -> str:
     found = next((place for place in GUNICORN_CONFIG_PLACES if place.is_file()), None)
     return str(found or GUNICORN_CONFIG_PLACES[0])
 
 
+def load_env_file(path: Path | None, environ: MutableMapping[str, str] = os.environ) -> Path | None:
+    """Put the variables of ``path`` (or of ``./.env`` when no path is given and it exists)
+    into ``environ``, except those ``environ`` already has: the environment wins over the
+    file. Returns the file read, or ``None``.
+
+    They go into the process environment, not only into this process's settings, so that
+    what this command starts (gunicorn's app factory, RQ's jobs) reads them too. Values are
+    taken literally (no ``${VAR}`` expansion): a secret may contain ``$``.
+    """
+    if path is None:
+        if not DEFAULT_ENV_FILE.is_file():
+            return None
+        path = DEFAULT_ENV_FILE
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.FileError(str(path), hint=str(exc)) from None
+    for name, value in values.items():
+        if value is not None and name not in environ:
+            environ[name] = value
+    return path
+
+
 def settings_or_exit() -> Settings:
-    """Validated settings from the environment, or a message naming each bad one, exit 2."""
+    """Validated settings from the environment (and the env file, which ``main`` loaded
+    into it), or a message naming each bad one, exit 2."""
     try:
         return load_settings(os.environ)
     except ConfigError as exc:
@@ -39,8 +72,23 @@ def settings_or_exit() -> Settings:
 
 
 @click.group()
-def main() -> None:
-    """The Tourwell -> Finan invoice bridge."""
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read settings from this dotenv file (instead of ./.env). Give it before the command.",
+)
+@click.pass_context
+def main(context: click.Context, env_file: Path | None) -> None:
+    """The Tourwell -> Finan invoice bridge.
+
+    \b
+    Settings come from environment variables and from a dotenv file (KEY=value lines):
+    the one given with --env-file, else ./.env when the working directory has one.
+    A variable set in the environment (even empty) wins over the file. The file's
+    variables are passed on to what a command starts (gunicorn, RQ's workers).
+    Example: bridge --env-file var/sandbox/bridge.env check
+    """
+    context.obj = {"env_file": load_env_file(env_file)}
 
 
 @main.command()
@@ -198,7 +246,9 @@ def check(crm_invoice: int) -> None:
     from bridge.cli.checks import run_checks
 
     settings = settings_or_exit()
-    click.echo("settings  ok    every setting is present and well-formed")
+    env_file = (click.get_current_context().find_root().obj or {}).get("env_file")
+    source = f"the environment, then {env_file}" if env_file else "the environment"
+    click.echo(f"settings  ok    every setting is present and well-formed (from {source})")
 
     def show(result: CheckResult) -> None:
         mark = "ok" if result.ok else "WRONG"

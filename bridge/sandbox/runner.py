@@ -4,12 +4,17 @@ It starts the embedded Redis (under ``--data-dir``, emptied first so every run s
 fresh), stand-ins for the CRM and Finan on loopback (they check tokens, signatures and
 Finan's 30 s window like the real ones), then ``bridge serve`` and ``bridge worker`` as
 child processes configured to use them, and prints commands to try. Ctrl-C stops it all.
+
+The settings it runs the bridge with are written to ``<data-dir>/bridge.env`` (dotenv, mode
+0600), so that any other ``bridge`` command can be pointed at the sandbox:
+``bridge --env-file var/sandbox/bridge.env resync 17``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
@@ -34,6 +39,10 @@ FINAN_CLIENT_ID = "sandbox-client"
 FINAN_SECRET = "sandbox-secret"
 FINAN_PREFIX = "/open"  # like Finan's real base URL: the prefix is not part of the signed path
 READY_TIMEOUT_SECONDS = 30.0
+ENV_FILE_NAME = "bridge.env"  # in the data directory
+
+# Values made of these characters are written unquoted; any other is single-quoted.
+_PLAIN_VALUE = re.compile(r"[\w./:,=@+{}-]*")
 
 
 def sandbox_environment(crm_url: str, finan_url: str, data_dir: Path) -> dict[str, str]:
@@ -53,6 +62,36 @@ def sandbox_environment(crm_url: str, finan_url: str, data_dir: Path) -> dict[st
         # Quicker than production's (10 s first), so a queued invoice is seen to go through.
         "BRIDGE_RETRY_SCHEDULE": "5,15,60,300",
     }
+
+
+def dotenv_text(settings: dict[str, str]) -> str:
+    """``settings`` as dotenv lines that python-dotenv's ``dotenv_values`` reads back as
+    they are (quoted where needed; a sh-compatible file while no value holds ``\\`` or
+    ``'``)."""
+    lines = []
+    for name, value in settings.items():
+        if not _PLAIN_VALUE.fullmatch(value):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        lines.append(f"{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def write_env_file(path: Path, settings: dict[str, str]) -> None:
+    """Write ``settings`` to ``path`` (dotenv) readable by its owner alone (0600): it holds
+    the sandbox's tokens and secret. Replaced whole, never seen half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(
+            "# The settings `bridge sandbox` runs the bridge with, rewritten at each start.\n"
+            "# Use: bridge --env-file <this file> check (the environment wins over it).\n"
+        )
+        file.write(dotenv_text(settings))
+    os.chmod(partial, 0o600)  # whatever the umask
+    os.replace(partial, path)
 
 
 def examples(bridge_url: str, finan_url: str) -> list[tuple[str, str]]:
@@ -179,7 +218,10 @@ def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_di
         crm.start()
         finan.start()
         bridge_url = f"http://{host}:{port}"
-        env = {**os.environ, **sandbox_environment(crm.url, finan.url, data_dir)}
+        settings = sandbox_environment(crm.url, finan.url, data_dir)
+        env_file = data_dir / ENV_FILE_NAME
+        write_env_file(env_file, settings)
+        env = {**os.environ, **settings}
         env.pop("REDIS_URL", None)  # the sandbox always uses its own embedded Redis
         command = [sys.executable, "-m", "bridge"]
         # Each in a session of its own, so that a terminal's Ctrl-C reaches the sandbox
@@ -194,7 +236,7 @@ def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_di
             subprocess.Popen([*command, "worker"], env=env, start_new_session=True),
         ]
         _wait_ready(bridge_url, children)
-        _print_banner(bridge_url, crm.url, finan.url, data_dir)
+        _print_banner(bridge_url, crm.url, finan.url, data_dir, env_file)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         raise SystemExit("bridge sandbox: a bridge process exited; stopping")
@@ -207,7 +249,18 @@ def run_sandbox(*, host: str, port: int, crm_port: int, finan_port: int, data_di
         embedded_redis.stop_server(data_dir)
 
 
-def _print_banner(bridge_url: str, crm_url: str, finan_url: str, data_dir: Path) -> None:
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it, quoted for a shell."""
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return shlex.quote(shown)
+
+
+def _print_banner(
+    bridge_url: str, crm_url: str, finan_url: str, data_dir: Path, env_file: Path
+) -> None:
     lines = [
         "",
         "The bridge sandbox is running.",
@@ -216,6 +269,17 @@ def _print_banner(bridge_url: str, crm_url: str, finan_url: str, data_dir: Path)
         f"  CRM stand-in     {crm_url}   (invoices {', '.join(map(str, sample_invoices()))})",
         f"  Finan stand-in   {finan_url}{FINAN_PREFIX}",
         f"  embedded Redis   {embedded_redis.socket_url(data_dir)}",
+        "",
+        f"Its settings are in {_shown_path(env_file)}; any bridge command can use them:",
+        f"  bridge --env-file {_shown_path(env_file)} check --crm-invoice 17",
+        f"  bridge --env-file {_shown_path(env_file)} resync 17",
+    ]
+    if "REDIS_URL" in os.environ:
+        lines.append(
+            "  (REDIS_URL is set in this environment and would win over the file: run them"
+            " with `env -u REDIS_URL bridge ...`)"
+        )
+    lines += [
         "",
         "Try, in another terminal:",
     ]
