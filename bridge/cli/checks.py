@@ -184,7 +184,7 @@ def check_crm(settings: Settings, invoice_id: int) -> CheckResult:
         )
     if answer.system == "bridge":
         return wrong(
-            f"TOURWELL_BASE_URL reaches this bridge itself (HTTP {status}, realm \"bridge\"), "
+            f'TOURWELL_BASE_URL reaches this bridge itself (HTTP {status}, realm "bridge"), '
             f"not the CRM; {CRM_URL_HINT}"
         )
     found = answer.is_tourwell_invoice(invoice_id)
