@@ -198,7 +198,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_health_check():
         (lambda t: re.sub(r"HEALTHCHECK .*?\]\n", "", t, flags=re.S), "HEALTHCHECK"),
         (lambda t: t.replace('"serve"', '"worker"'), "CMD"),
         (lambda t: t.replace("FROM ${PYTHON_IMAGE} AS runtime\n", ""), "multi-stage"),
-        (lambda t: t.replace("COPY setup.cfg ./\n", ""), "dependencies"),
+        (lambda t: re.sub(r"COPY (setup.cfg|requirements/).*\n", "", t), "dependencies"),
     ],
 )
 def test_dockerfile_check_catches_a_broken_copy(spoil, problem):
