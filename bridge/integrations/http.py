@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,6 +24,12 @@ from tenacity import (
 from bridge.observability.metrics import RETRIES
 
 T = TypeVar("T")
+
+# How a wait between inline tries is spent: given the seconds, returns after them. Production
+# sleeps (``time.sleep``, as tenacity does by default); a test can pass one that records the
+# wait instead (tests/conftest.py).
+Sleep = Callable[[float], None]
+DEFAULT_SLEEP: Sleep = time.sleep
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +122,18 @@ def _stop(attempts: int) -> Callable[[RetryCallState], bool]:
     return stop
 
 
-def call_with_retries(attempt: Callable[[], T], attempts: int, system: str = "other") -> T:
+def call_with_retries(
+    attempt: Callable[[], T],
+    attempts: int,
+    system: str = "other",
+    sleep: Sleep = DEFAULT_SLEEP,
+) -> T:
     """Run ``attempt`` until it returns, retrying only ``RetryableAnswer``.
 
     After the last try the last ``RetryableAnswer`` propagates; any other exception (a
     client-class answer, say) propagates at once. Each retry is counted under ``system``
-    (``finan``, ``tourwell``) in the ``bridge_inline_retries_total`` metric.
+    (``finan``, ``tourwell``) in the ``bridge_inline_retries_total`` metric. ``sleep`` is
+    given each wait between tries, in seconds (tenacity's ``Retrying(sleep=...)``).
     """
 
     def count_retry(state: RetryCallState) -> None:
@@ -137,6 +150,7 @@ def call_with_retries(attempt: Callable[[], T], attempts: int, system: str = "ot
         wait=_wait,
         retry=retry_if_exception_type(RetryableAnswer),
         before_sleep=count_retry,
+        sleep=sleep,
         reraise=True,
     )
     return retrying(attempt)

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError, RedisUnavailable
+from bridge.integrations.http import DEFAULT_SLEEP, Sleep
 from bridge.observability import logs, metrics
 from bridge.observability.state_gauges import RedisStateCollector
 from bridge.services import build_services
@@ -33,8 +34,13 @@ _HTTP_MESSAGES = {
 }
 
 
-def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
-    """Build the app from ``settings`` (default: the environment, validated)."""
+def create_app(
+    settings: Settings | None = None,
+    connection: redis.Redis | None = None,
+    retry_sleep: Sleep = DEFAULT_SLEEP,
+) -> Flask:
+    """Build the app from ``settings`` (default: the environment, validated). ``retry_sleep``
+    spends the waits between inline retries (``time.sleep``; tests record them instead)."""
     settings = settings or load_settings(os.environ)
     if not logging.getLogger().handlers:  # gunicorn (deploy/gunicorn.conf.py) sets its own
         logs.configure_logging()
@@ -42,7 +48,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # keep envelopes in the order their schemas declare
     app.json.ensure_ascii = False  # Vietnamese names stay readable in answers and logs
-    services = build_services(settings, connection)
+    services = build_services(settings, connection, retry_sleep)
     app.extensions["bridge"] = services
 
     app.register_blueprint(crm_api)

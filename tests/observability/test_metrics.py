@@ -105,6 +105,28 @@ def test_inline_retries_are_counted(client, crm_headers, finan):
     assert value(client, "bridge_inline_retries_total", system="finan") == before + 2
 
 
+def test_inline_retries_wait_the_backoff_or_finans_retry_after(
+    client, crm_headers, finan, retry_sleeps
+):
+    """The waits are recorded, not slept (tests/conftest.py): the ones computed are checked."""
+    finan.state.fail_next("server_error")
+    finan.state.fail_next("unavailable")  # answers Retry-After: 1
+
+    assert issue(client, crm_headers).status_code == 201
+
+    backoff, retry_after = retry_sleeps
+    assert 0.2 <= backoff <= 0.4  # 0.2 s, and up to 0.2 s of jitter
+    assert retry_after == 1.0  # Finan's Retry-After, longer than the backoff's 0.4-0.6 s
+
+
+def test_the_crms_retry_after_is_honoured_too(client, crm_headers, tourwell, retry_sleeps):
+    tourwell.state.fail_next("rate_limited")  # 429 with Retry-After: 1
+
+    assert issue(client, crm_headers).status_code == 201
+
+    assert retry_sleeps == [1.0]
+
+
 def test_idempotent_replays_are_counted(client, crm_headers):
     before = value(client, "bridge_idempotent_replays_total")
     headers = {**crm_headers, "Idempotency-Key": "metrics-1"}

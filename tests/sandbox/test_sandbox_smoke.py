@@ -22,7 +22,11 @@ import pytest
 
 from bench.processes import free_port
 
-START_TIMEOUT_SECONDS = 90
+# Generous deadlines: each wait is on a condition, and these only bound a failure.
+START_TIMEOUT_SECONDS = 180
+WAIT_SECONDS = 120
+# How long the sandbox waits for each child to stop before it kills the child's group.
+CHILD_STOP_TIMEOUT_SECONDS = 15
 
 
 def read_examples(lines: queue.Queue, process: subprocess.Popen) -> list[tuple[str, str]]:
@@ -49,7 +53,7 @@ def run(command: str) -> tuple[dict[str, str], dict]:
     """Run one pasted example; return its response headers (when -i, with the status as
     ``:status``) and JSON body."""
     out = subprocess.run(
-        ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=True
+        ["bash", "-c", command], capture_output=True, text=True, timeout=WAIT_SECONDS, check=True
     ).stdout
     headers: dict[str, str] = {}
     if out.startswith("HTTP/"):
@@ -80,7 +84,7 @@ def sandbox(tmp_path: Path):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=WAIT_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
 
@@ -113,14 +117,14 @@ def test_the_printed_examples_work_against_a_running_sandbox(sandbox):
     assert outcomes == ["created", "updated", "updated", "created"], outcomes
 
     assert queued["data"]["state"] == "queued"
-    deadline = time.monotonic() + 30  # the sandbox's first queued attempt is after 5 s
+    deadline = time.monotonic() + WAIT_SECONDS  # its first queued attempt is after 5 s
     while (later := run(examples[9][1])[1])["data"]["state"] == "queued":
         assert time.monotonic() < deadline, "the worker did not send the queued invoice"
         time.sleep(0.5)
     assert later["data"]["state"] == "issued" and later["data"]["last_error"] is None
 
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    assert process.wait(timeout=WAIT_SECONDS) == 0
     assert not (data_dir / "redis.sock").exists()
 
 
@@ -140,10 +144,15 @@ def test_ctrl_c_in_a_terminal_stops_every_process_of_the_sandbox(sandbox):
     process, _, data_dir = sandbox
     assert processes_using(data_dir), "the check would find nothing even while it runs"
 
+    started = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole job
 
-    assert process.wait(timeout=12) == 0  # in seconds, not after a child's 15 s stop timeout
-    deadline = time.monotonic() + 10
+    assert process.wait(timeout=WAIT_SECONDS) == 0
+    # Every child stopped on its own: the sandbox gives a child 15 s before it kills it, so
+    # a child that hung would have made this take at least that long.
+    took = time.monotonic() - started
+    assert took < CHILD_STOP_TIMEOUT_SECONDS, f"a child had to be killed ({took:.1f} s)"
+    deadline = time.monotonic() + WAIT_SECONDS
     while (left := processes_using(data_dir)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert left == []
@@ -158,7 +167,7 @@ def test_a_busy_port_is_named_and_nothing_is_left_running(tmp_path: Path):
             [sys.executable, "-m", "bridge", "sandbox", "--port", str(free_port()),
              "--crm-port", busy, "--finan-port", str(free_port()),
              "--data-dir", str(tmp_path / "sb")],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=WAIT_SECONDS,
         )  # fmt: skip
 
     assert result.returncode != 0

@@ -60,7 +60,7 @@ class Finan:
             self.url(f"/api/v1/invoice/update-invoice/{invoice_id}"),
             data=body if isinstance(body, bytes) else _compact(body),
             headers={"Content-Type": "application/json"},
-            timeout=kwargs.pop("timeout", 5),
+            timeout=kwargs.pop("timeout", 30),
             **kwargs,
         )
 
@@ -157,7 +157,7 @@ def test_finan_refuses_a_tampered_body(finan: Finan) -> None:
     request.body = _compact({**WORKED_EXAMPLE, "discounts": []})
     request.headers["Content-Length"] = str(len(request.body))
 
-    response = finan.session.send(request, timeout=5)
+    response = finan.session.send(request, timeout=30)
 
     envelope = _assert_client_class(response, 401)
     assert envelope["message"]["content"] == "signature mismatch"
@@ -190,7 +190,7 @@ def test_finan_refuses_a_missing_header(finan: Finan, header: str) -> None:
     request = _signed_put(finan)
     del request.headers[header]
 
-    envelope = _assert_client_class(finan.session.send(request, timeout=5), 401)
+    envelope = _assert_client_class(finan.session.send(request, timeout=30), 401)
     assert envelope["message"]["content"] == f"missing header {header}"
 
 
@@ -308,13 +308,15 @@ def test_finan_hang_answers_late(finan: Finan) -> None:
     assert time.monotonic() - started >= 0.3
     assert response.status_code == 200
 
-    finan.state.fail_next("hang", delay=0.4)
+    # Held ten times longer than the caller's read timeout: it gives up first, however busy.
+    finan.state.fail_next("hang", delay=1.0)
     with pytest.raises(requests.Timeout):
-        finan.put(timeout=(1, 0.1))
+        finan.put(timeout=(30, 0.1))
     # The stand-in still finishes the abandoned request; wait for it so it can't land in
     # the next test's state.
-    deadline = time.monotonic() + 2
-    while len(finan.state.requests) < 2 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while len(finan.state.requests) < 2:
+        assert time.monotonic() < deadline, "the stand-in never finished the request"
         time.sleep(0.02)
     assert finan.state.requests[-1]["outcome"] == "updated"
 

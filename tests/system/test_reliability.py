@@ -32,10 +32,15 @@ from bridge.store.connection import lock_key
 from bridge.store.queue import bridge_queue
 from bridge.web.app import create_app
 
-START_TIMEOUT_SECONDS = 30
+# Generous deadlines: every wait below is on a condition, and these only bound a failure.
+START_TIMEOUT_SECONDS = 120
+WAIT_SECONDS = 60
+# How long Finan holds a request the test kills its caller during: only the kill, which
+# follows the stand-in's evidence at once, has to fit in it.
+HANG_SECONDS = 5
 
 
-def wait_for(condition, timeout: float = 15.0, what: str = "the condition") -> None:
+def wait_for(condition, timeout: float = WAIT_SECONDS, what: str = "the condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -60,7 +65,7 @@ def kill(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    process.wait(timeout=10)
+    process.wait(timeout=WAIT_SECONDS)
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +92,7 @@ def serve(environ):
         def ready() -> bool:
             assert process.poll() is None, "bridge serve exited during start-up"
             try:
-                return requests.get(url + "/readyz", timeout=1).status_code == 200
+                return requests.get(url + "/readyz", timeout=10).status_code == 200
             except requests.RequestException:
                 return False
 
@@ -104,16 +109,21 @@ def queued_environ(environ):
     return {**environ, "BRIDGE_RETRY_SCHEDULE": "0,0,0"}
 
 
-def test_a_worker_killed_mid_job_loses_nothing(queued_environ, redis, finan, crm_headers):
-    client = create_app(load_settings(queued_environ), redis).test_client()
+def test_a_worker_killed_mid_job_loses_nothing(
+    queued_environ, redis, finan, crm_headers, retry_sleeps
+):
+    client = create_app(load_settings(queued_environ), redis, retry_sleeps).test_client()
     finan.state.fail_next("server_error", count=3)
     assert issue(client, crm_headers).status_code == 202
-    finan.state.fail_next("hang", delay=3)  # the worker's call to Finan will be in flight
+    # The worker's call to Finan will be in flight when the worker is killed: Finan takes
+    # the fault (the stand-in's evidence that the request arrived), then holds the request
+    # far longer than the kill below takes.
+    finan.state.fail_next("hang", delay=HANG_SECONDS)
 
     worker = bridge_process(queued_environ, "worker")
     started = StartedJobRegistry(queue=bridge_queue(redis))
-    wait_for(lambda: started.count == 1 and redis.exists(lock_key(17)), what="the job to start")
-    time.sleep(0.3)  # inside the call to Finan now
+    wait_for(lambda: not finan.state.pending_faults(), what="the worker's request to Finan")
+    assert started.count == 1 and redis.exists(lock_key(17))  # the job holds the invoice
     kill(worker)
 
     # Skipped waits (see the module's docstring): the dead worker's lock and heartbeat.
@@ -122,11 +132,11 @@ def test_a_worker_killed_mid_job_loses_nothing(queued_environ, redis, finan, crm
     assert bridge_queue(redis).count == 1  # the abandoned job is back in the queue
 
     second = bridge_process(queued_environ, "worker", "--burst")
-    assert second.wait(timeout=60) == 0
+    assert second.wait(timeout=WAIT_SECONDS) == 0
 
     record = client.get(f"{API}/17", headers=crm_headers).json["data"]
     assert record["state"] == "issued"
-    wait_for(lambda: len(finan_puts(finan)) == 5, what="the hung request to finish")
+    wait_for(lambda: len(finan_puts(finan)) == 5, what="the hung request to finish")  # logged late
     assert len(finan.state.invoices) == 1  # both workers' requests hit the one derived id
     assert {r["path"] for r in finan_puts(finan)} == {
         f"/api/v1/invoice/update-invoice/{record['provider_invoice_id']}"
@@ -138,12 +148,12 @@ def redis_pid(url: str) -> int:
 
 
 def test_redis_killed_and_started_again_under_a_running_bridge(
-    environ, tmp_path: Path, finan, crm_headers
+    environ, tmp_path: Path, finan, crm_headers, retry_sleeps
 ):
     data_dir = tmp_path / "redis"
     url = embedded_redis.ensure_server(data_dir)
     settings = load_settings({**environ, "REDIS_URL": url, "BRIDGE_RETRY_SCHEDULE": "0"})
-    app = create_app(settings)
+    app = create_app(settings, retry_sleep=retry_sleeps)
     client = app.test_client()
     try:
         assert issue(client, crm_headers, 17).status_code == 201
@@ -165,29 +175,30 @@ def test_redis_killed_and_started_again_under_a_running_bridge(
         assert client.get(f"{API}/19", headers=crm_headers).json["data"]["state"] == "queued"
 
         worker = bridge_process({**environ, "REDIS_URL": url}, "worker", "--burst")
-        assert worker.wait(timeout=60) == 0
+        assert worker.wait(timeout=WAIT_SECONDS) == 0
         assert client.get(f"{API}/19", headers=crm_headers).json["data"]["state"] == "issued"
     finally:
         embedded_redis.stop_server(data_dir)
 
 
 def test_a_crash_between_finans_answer_and_the_record_converges_on_a_repeat(
-    environ, redis, finan, crm_headers, serve
+    environ, redis, finan, crm_headers, serve, retry_sleeps
 ):
     url, bridge = serve()
-    finan.state.fail_next("late_answer", delay=5)  # Finan stores it, then takes its time
+    # Finan stores it, then holds its answer far longer than the kill below takes.
+    finan.state.fail_next("late_answer", delay=HANG_SECONDS)
     caller = threading.Thread(
         target=lambda: _swallow(
-            lambda: requests.post(f"{url}{API}/17/issue", headers=crm_headers, timeout=10)
+            lambda: requests.post(f"{url}{API}/17/issue", headers=crm_headers, timeout=WAIT_SECONDS)
         )
     )
     caller.start()
     wait_for(lambda: len(finan.state.invoices) == 1, what="Finan to store the invoice")
 
     kill(bridge)  # the bridge dies before Finan's answer reaches it
-    caller.join(timeout=15)
+    caller.join(timeout=WAIT_SECONDS)
 
-    client = create_app(load_settings(environ), redis).test_client()
+    client = create_app(load_settings(environ), redis, retry_sleeps).test_client()
     assert client.get(f"{API}/17", headers=crm_headers).status_code == 404  # no record
     assert redis.pttl(lock_key(17)) > 0  # the dead process's lock: it would expire
     redis.delete(lock_key(17))  # skipped wait
@@ -213,13 +224,17 @@ def test_a_storm_of_200_identical_issues_makes_one_finan_request(
     environ, redis, finan, crm_headers, serve
 ):
     url, _ = serve()
-    finan.state.fail_next("hang", delay=1)  # the first request holds the lock a while
+    # The first request holds the lock a while. Whatever the timing, every other request is
+    # either refused (409, the lock is held) or answered from the record (a repeat).
+    finan.state.fail_next("hang", delay=1)
     from bridge.sandbox.samples import sample_invoices
 
     invoice = sample_invoices()[17]
 
     def one(_: int) -> requests.Response:
-        return requests.post(f"{url}{API}/17/issue", headers=crm_headers, json=invoice, timeout=30)
+        return requests.post(
+            f"{url}{API}/17/issue", headers=crm_headers, json=invoice, timeout=WAIT_SECONDS
+        )
 
     with ThreadPoolExecutor(max_workers=200) as pool:
         answers = list(pool.map(one, range(200)))
@@ -229,5 +244,5 @@ def test_a_storm_of_200_identical_issues_makes_one_finan_request(
     assert set(statuses) <= {201, 409}, statuses
     assert statuses.count(201) >= 1
     assert all(a.headers.get("Retry-After") for a in answers if a.status_code == 409)
-    final = requests.get(f"{url}{API}/17", headers=crm_headers, timeout=5).json()["data"]
-    assert final["state"] == "issued"
+    final = requests.get(f"{url}{API}/17", headers=crm_headers, timeout=WAIT_SECONDS).json()
+    assert final["data"]["state"] == "issued"

@@ -19,9 +19,11 @@ from bridge.config import Settings
 from bridge.errors import ProviderRejected, ProviderUnavailable
 from bridge.integrations.finan.signing import FinanAuth
 from bridge.integrations.http import (
+    DEFAULT_SLEEP,
     INLINE_ATTEMPTS,
     TIMEOUT_SECONDS,
     RetryableAnswer,
+    Sleep,
     ThreadLocalSession,
     TransportFailures,
     call_with_retries,
@@ -61,6 +63,7 @@ class FinanClient:
         settings: Settings,
         attempts: int = INLINE_ATTEMPTS,
         timeout: tuple[float, float] = TIMEOUT_SECONDS,
+        sleep: Sleep = DEFAULT_SLEEP,
     ) -> None:
         self._base_url = settings.provider_base_url
         self._auth = FinanAuth(
@@ -68,6 +71,7 @@ class FinanClient:
         )
         self._attempts = attempts
         self._timeout = timeout
+        self._sleep = sleep  # spends the waits between inline tries
         self._sessions = ThreadLocalSession()
 
     def update_invoice(self, provider_invoice_id: str, body: bytes) -> FinanAnswer:
@@ -76,7 +80,7 @@ class FinanClient:
         outcome = "error"  # anything but the three below is a bug, counted as such
         try:
             answer = call_with_retries(
-                lambda: self._put_once(url, body), self._attempts, system="finan"
+                lambda: self._put_once(url, body), self._attempts, system="finan", sleep=self._sleep
             )
             outcome = "accepted"
             # The operation's own closing line says how it ended; this is only detail.

@@ -17,9 +17,11 @@ import requests
 from bridge.config import Settings
 from bridge.errors import CrmFailed, CrmRejectedToken, CrmUnavailable, NotFound
 from bridge.integrations.http import (
+    DEFAULT_SLEEP,
     INLINE_ATTEMPTS,
     TIMEOUT_SECONDS,
     RetryableAnswer,
+    Sleep,
     ThreadLocalSession,
     TransportFailures,
     call_with_retries,
@@ -50,6 +52,7 @@ class TourwellClient:
         attempts: int = INLINE_ATTEMPTS,
         timeout: tuple[float, float] = TIMEOUT_SECONDS,
         rate_limit_wait: float = MAX_RATE_LIMIT_WAIT_SECONDS,
+        sleep: Sleep = DEFAULT_SLEEP,
     ) -> None:
         self._base_url = settings.tourwell_base_url
         self._headers = crm_headers(settings.tourwell_api_token)
@@ -58,6 +61,7 @@ class TourwellClient:
         self._attempts = attempts
         self._timeout = timeout
         self._rate_limit_wait = rate_limit_wait
+        self._sleep = sleep  # spends the waits between inline tries
         self._sessions = ThreadLocalSession()
 
     def get_invoice(self, invoice_id: int) -> dict[str, Any]:
@@ -97,7 +101,9 @@ class TourwellClient:
             return response
 
         try:
-            response = call_with_retries(attempt, self._attempts, system="tourwell")
+            response = call_with_retries(
+                attempt, self._attempts, system="tourwell", sleep=self._sleep
+            )
         except RetryableAnswer as exc:
             raise CrmUnavailable(
                 f"{exc.description}; try again later",
