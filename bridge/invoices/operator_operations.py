@@ -1,0 +1,109 @@
+"""An operator's operations: preview a re-sync, and re-sync (docs/contract/semantics.md#resync).
+
+A re-sync pulls, maps and sends (for a cancelled invoice, or one whose cancel is pending,
+the cancel body again, without a pull: it never un-cancels), then writes the outcome back
+to the CRM. A preview makes the same plan and sends and saves nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.invoices import rules
+from bridge.invoices.core import (
+    InvoiceCore,
+    Outcome,
+    body_diff,
+    cancel_body_of,
+    pending_source,
+    refuse,
+    situation,
+)
+from bridge.invoices.rules import Action, Content, Decision
+from bridge.store.records import Event, Pending, Record, fingerprint
+from schemas.states import Caller, Operation, State
+
+# What a re-sync did: sent (Finan accepted it), unchanged (nothing sent), queued (Finan was
+# unavailable; a worker sends it later). A rejection raises ``ProviderRejected`` instead.
+SENT, UNCHANGED = "sent", "unchanged"
+
+
+@dataclass(frozen=True)
+class ResyncOutcome(Outcome):
+    result: str = SENT  # sent, unchanged or queued
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a re-sync would send, compared with what was sent last. Nothing is sent."""
+
+    record: Record
+    operation: str  # issue, update or cancel: how a re-sync would send it
+    body: str  # the exact JSON text a re-sync would send
+    compared_with: str | None  # the last body sent: pending (not accepted), else accepted
+    changed: bool  # differs from the body Finan last accepted
+    would_send: bool  # a re-sync without force would send it
+    diff: str  # unified diff of ``compared_with`` -> ``body``, as indented JSON
+
+
+class OperatorOperations:
+    def __init__(self, core: InvoiceCore) -> None:
+        self._core = core
+
+    def preview(self, invoice_id: int) -> Preview:
+        """Pull, map and compare with the last body sent; sends nothing and saves nothing."""
+        record = self._core.get(invoice_id)
+        plan, body, _code = self._plan(record)
+        unchanged = fingerprint(body) == record.fingerprint
+        decision = rules.decide(situation(record), Operation.RESYNC, Content(unchanged))
+        compared_with = record.pending.body if record.pending else record.last_body
+        return Preview(
+            record=record,
+            operation=plan.send_as,
+            body=body.decode(),
+            compared_with=compared_with,
+            changed=not unchanged,
+            would_send=decision.action == Action.SEND,
+            diff=body_diff(compared_with, body.decode()),
+        )
+
+    def resync(self, invoice_id: int, force: bool = False) -> ResyncOutcome:
+        """An operator's re-sync: pull, map and send, then write the outcome back to the CRM.
+
+        Unchanged content (Finan already holds this exact body) sends nothing unless
+        ``force``; a failed, dead or queued invoice is always sent (that is what re-sync is
+        for). Finan unavailable: queued again, with a fresh schedule.
+        """
+        core = self._core
+        with core.locked(invoice_id) as (lock, record):
+            if record is None:
+                refuse(rules.decide(situation(None), Operation.RESYNC), invoice_id)
+            plan, body, code = self._plan(record)
+            code_is_new = bool(code) and code != record.code  # e.g. a record kept before codes
+            record.code = code or record.code
+            content = Content(unchanged=fingerprint(body) == record.fingerprint)
+            decision = rules.decide(situation(record), Operation.RESYNC, content, force=force)
+            if decision.action == Action.ANSWER:
+                event = Event(Operation.RESYNC, Caller.OPERATOR, UNCHANGED, "nothing sent to Finan")
+                if code_is_new:  # saved with the event, so that a search finds it
+                    core.records.save(record, event)
+                else:
+                    core.records.add_event(invoice_id, event)
+                return ResyncOutcome(decision.status, decision.message, record, UNCHANGED)
+            send_as = decision.send_as
+            state = State.CANCELLED if send_as == Operation.CANCEL else State.ISSUED
+            # A re-sync of an issue Finan has not accepted is still that issue.
+            source = rules.issue_source(send_as, pending_source(record))
+            pending = Pending(send_as, body.decode(), state, source=source)
+            if core.send_now(lock, record, pending, Caller.OPERATOR, write_back=True):
+                return ResyncOutcome(decision.status, decision.message, record, SENT)
+            return ResyncOutcome(202, rules.QUEUED_MESSAGE, record, State.QUEUED)
+
+    def _plan(self, record: Record) -> tuple[Decision, bytes, str | None]:
+        """(how the rules build it, the exact body, the CRM's invoice code) for a re-sync
+        of ``record``."""
+        plan = rules.decide(situation(record), Operation.RESYNC)
+        if plan.body_from is not None:  # a cancel body, from the latest body held: no pull
+            return plan, cancel_body_of(record, plan.body_from), None
+        invoice = self._core.pull(record.invoice_id)
+        return plan, self._core.encode(invoice, record), invoice.get("code")
