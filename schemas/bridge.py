@@ -84,7 +84,7 @@ MAX_PER_PAGE = 100
 class InvoiceListQuerySchema(BridgeSchema):
     """``GET /admin/invoices``: filter by state, search by invoice id or code, page."""
 
-    # The descriptions are the query parameters' in the OpenAPI document (admin_openapi).
+    # The descriptions are the query parameters' in the OpenAPI document (bridge/web/admin_api.py).
     state = fields.String(
         validate=validate.OneOf(STATES), metadata={"description": "Only records in this state."}
     )

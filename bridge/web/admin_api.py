@@ -12,13 +12,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 from marshmallow import Schema, ValidationError
 
 from bridge.errors import NotFound, Unauthorized, Unprocessable
 from bridge.store.records import Record
-from bridge.web import admin_openapi
 from bridge.web.http import bearer_token, read_json, request_body, services
+from bridge.web.openapi import (
+    ADMIN_SECURITY_SCHEME,
+    ADMIN_TAG,
+    ERROR_DESCRIPTIONS,
+    INVOICE_ID,
+    REQUEST_ID_HEADERS,
+    Blueprint,
+    error_responses,
+    json_body,
+)
 from schemas.bridge import (
     BatchEnvelopeSchema,
     BulkResyncSchema,
@@ -31,8 +40,7 @@ from schemas.bridge import (
     ResyncQuerySchema,
 )
 
-bp = Blueprint("admin_api", __name__, url_prefix="/admin")
-admin_openapi.register()
+bp = Blueprint("admin_api", __name__, url_prefix="/admin", tag=ADMIN_TAG)
 
 _list_query = InvoiceListQuerySchema()
 _resync_query = ResyncQuerySchema()
@@ -131,20 +139,101 @@ def list_invoices(query: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- the endpoints, each documented where it is defined (bridge/web/openapi.py) ---
+
+# Said for the admin API where the CRM-facing API's words don't fit.
+_ADMIN_ERRORS = {
+    **ERROR_DESCRIPTIONS,
+    400: "The body is not valid UTF-8 JSON.",
+    401: "The Bearer token is missing, or is not one of BRIDGE_ADMIN_TOKENS: a CRM token is "
+    "refused, and with no admin tokens configured every caller is.",
+    404: "The invoice (or one of the ids, or the batch) is unknown to the bridge, or the CRM "
+    "does not know the invoice it pulls.",
+    409: "Another operation on the invoice is in flight (with Retry-After).",
+    422: "An unknown or invalid query parameter or body field (errors names each), or the "
+    "invoice can't be mapped.",
+    502: "Finan rejected the invoice (the record is now 'failed'), or the CRM refused the "
+    "bridge's token (TOURWELL_API_TOKEN).",
+    503: "Redis or the CRM is unavailable; try again after Retry-After.",
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return error_responses(*statuses, descriptions=_ADMIN_ERRORS)
+
+
+def _admin(operation_id: str, summary: str, description: str, **doc: Any) -> Any:
+    """``bp.doc`` of an admin endpoint: the admin token, the X-Request-ID parameter."""
+    return bp.doc(
+        operationId=operation_id,
+        summary=summary,
+        description=description,
+        security=[{ADMIN_SECURITY_SCHEME: []}],
+        parameters=["RequestId", *doc.pop("parameters", [])],
+        **doc,
+    )
+
+
+def _returns(status: int, schema: type[Schema], description: str) -> Any:
+    return bp.response(status, schema, description=description, headers=REQUEST_ID_HEADERS)
+
+
+# The spellings of force=... the document promises (ResyncQuerySchema takes a few more).
+_FORCE = {
+    "name": "force",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["1", "0", "true", "false"]},
+    "description": "1: send even when Finan already holds exactly this body.",
+}
+_BATCH_ID = {
+    "name": "batch_id",
+    "in": "path",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "description": "The id from POST /admin/resync.",
+}
+
+
 @bp.get("/invoices")
+@_admin(
+    "listAdminInvoices",
+    "Records, newest change first",
+    "Filter by state; search by invoice id, or by the CRM's invoice code or its start "
+    "(case-insensitive). Paged. Also the number of records in each state.",
+    # One query parameter per field of the schema that validates them (apispec).
+    parameters=[{"in": "query", "schema": InvoiceListQuerySchema}],
+    responses=_errors(401, 422, 503),
+)
+@_returns(200, InvoiceListEnvelopeSchema, "A page of records.")
 def invoices() -> Response:
     query = load_query(_list_query)
     data = list_invoices(query)
     return answer(_list_envelope, f"{data['total']} invoices", data)
 
 
-@bp.get("/invoices/<int:invoice_id>")
+@bp.get("/invoices/<int:invoice_id>", parameters=[INVOICE_ID])
+@_admin(
+    "getAdminInvoice",
+    "One record, its history and the last body sent",
+    "History: each operation, newest first: when, what, who asked (crm, operator, "
+    "worker), the outcome, and Finan's code and message.",
+    responses=_errors(401, 404, 503),
+)
+@_returns(200, InvoiceDetailEnvelopeSchema, "The record.")
 def invoice(invoice_id: int) -> Response:
     found = services().operations.get(invoice_id)
     return answer(_detail_envelope, "Invoice record and history", invoice_detail(found))
 
 
-@bp.get("/invoices/<int:invoice_id>/preview")
+@bp.get("/invoices/<int:invoice_id>/preview", parameters=[INVOICE_ID])
+@_admin(
+    "previewAdminResync",
+    "Dry run: what a re-sync would send",
+    "Pulls the invoice from the CRM, maps it, and shows the body with its diff against "
+    "the last body sent; sends nothing. For a cancelled invoice, the cancel body.",
+    responses=_errors(401, 404, 422, 502, 503),
+)
+@_returns(200, PreviewEnvelopeSchema, "The body and its diff.")
 def preview(invoice_id: int) -> Response:
     result = services().operations.preview(invoice_id)
     data = {
@@ -162,7 +251,25 @@ def preview(invoice_id: int) -> Response:
     return answer(_preview_envelope, message, data)
 
 
-@bp.post("/invoices/<int:invoice_id>/resync")
+@bp.post("/invoices/<int:invoice_id>/resync", parameters=[INVOICE_ID])
+@_admin(
+    "resyncAdminInvoice",
+    "Re-sync one invoice",
+    "Pull, map, send, and write the outcome back to the CRM. Unchanged content is not sent "
+    "unless force=1; a failed, dead or queued invoice is always sent. A cancelled invoice "
+    "gets its cancel body again (a re-sync never un-cancels).",
+    parameters=[_FORCE],
+    requestBody=json_body('Optional: {"force": true} is the same as force=1.', ResyncBodySchema),
+    responses=_errors(400, 401, 404, 409, 413, 415, 422, 502, 503),
+)
+@_returns(200, ResyncEnvelopeSchema, "Sent and accepted, or unchanged.")
+@bp.alt_response(
+    202,
+    schema=ResyncEnvelopeSchema,
+    description="Finan is unavailable: queued.",
+    headers=REQUEST_ID_HEADERS,
+    success=True,
+)
 def resync(invoice_id: int) -> Response:
     force = load_query(_resync_query)["force"]
     force = load_admin_body(_resync_body, required=False)["force"] or force
@@ -172,6 +279,18 @@ def resync(invoice_id: int) -> Response:
 
 
 @bp.post("/resync")
+@_admin(
+    "startBulkResync",
+    "Re-sync many invoices, paced by the CRM's rate limit",
+    "By ids, or every invoice in a state (failed or dead). Accepted at once with a batch "
+    "id; workers re-sync the invoices one after another, using at most two thirds of the "
+    "CRM's rate limit.",
+    requestBody=json_body(
+        "ids or state, not both; force as for one invoice.", BulkResyncSchema, required=True
+    ),
+    responses=_errors(400, 401, 404, 413, 415, 422, 503),
+)
+@_returns(202, BatchEnvelopeSchema, "Accepted: the batch and its progress.")
 def bulk_resync() -> Response:
     body = load_admin_body(_bulk_body, required=True)
     batch = services().batches.start(
@@ -186,7 +305,14 @@ def bulk_resync() -> Response:
     )
 
 
-@bp.get("/resync/<batch_id>")
+@bp.get("/resync/<batch_id>", parameters=[_BATCH_ID])
+@_admin(
+    "getBulkResync",
+    "Progress of a bulk re-sync",
+    "How many are done, the count of each result, and the problems (failed, error).",
+    responses=_errors(401, 404, 503),
+)
+@_returns(200, BatchEnvelopeSchema, "The batch.")
 def bulk_progress(batch_id: str) -> Response:
     batch = services().batches.get(batch_id)
     if batch is None:

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import redis
 from flask import (
-    Blueprint,
     Flask,
     Request,
     Response,
@@ -40,6 +39,8 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.views import MethodView
+from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
@@ -47,9 +48,12 @@ from bridge.errors import BridgeError, NotFound
 from bridge.store.records import STATES
 from bridge.web.admin_api import invoice_detail, list_invoices
 from bridge.web.http import matching_token, services
-from schemas.bridge import RESYNC_STATES, InvoiceListQuerySchema
+from bridge.web.openapi import INVOICE_ID, PAGE_TAG, REQUEST_ID_HEADERS, Blueprint
+from schemas.bridge import RESYNC_STATES, ErrorEnvelopeSchema, InvoiceListQuerySchema
 
-bp = Blueprint("admin_page", __name__, url_prefix="/admin", template_folder="templates")
+bp = Blueprint(
+    "admin_page", __name__, url_prefix="/admin", template_folder="templates", tag=PAGE_TAG
+)
 csrf = CSRFProtect()
 
 SESSION_LIFETIME = timedelta(hours=8)
@@ -98,8 +102,9 @@ def token_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-def init_app(app: Flask) -> None:
-    """Register the page, its session settings and CSRF protection on ``app``."""
+def init_app(app: Flask, api: Api) -> None:
+    """Register the page (documented in ``api``), its session settings and CSRF protection
+    on ``app``."""
     settings = app.extensions["bridge"].settings
     app.secret_key = session_secret(settings.admin_tokens)
     app.config.update(
@@ -113,7 +118,7 @@ def init_app(app: Flask) -> None:
     )
     app.session_interface = AdminSessionInterface()
     csrf.init_app(app)
-    app.register_blueprint(bp)
+    api.register_blueprint(bp)
 
 
 # --- the session ---
@@ -188,34 +193,128 @@ def safe_next(target: str | None) -> str:
     return url_for(".index")
 
 
-# --- views ---
+# --- views, each documented where it is defined (bridge/web/openapi.py) ---
 
 
-@bp.route("/login", methods=["GET", "POST"])
-def login() -> Any:
-    if request.method == "GET":
+def html(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An HTML answer in the document."""
+    return {
+        "description": description,
+        "headers": {**REQUEST_ID_HEADERS, **(headers or {})},
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+
+
+def redirect_to(description: str) -> dict[str, Any]:
+    return html(description, {"Location": {"schema": {"type": "string"}}})
+
+
+def form(**properties: dict[str, Any]) -> dict[str, Any]:
+    """A form's fields in the document: each form carries its CSRF token."""
+    return {
+        "type": "object",
+        "required": ["csrf_token"],
+        "properties": {"csrf_token": {"type": "string"}, **properties},
+    }
+
+
+_PAGE = (
+    "Part of the operators' status page (HTML, server-rendered); its session cookie comes "
+    "from logging in with an admin token."
+)
+_LOGIN = redirect_to("Not logged in (or the session ended): to the login form.")
+_FORBIDDEN = html("The form's CSRF token is missing, wrong or expired: log in again.")
+_NOT_FOUND = {
+    "description": "The invoice or batch is unknown to the bridge (a page); or the path is "
+    "not one of the bridge's, such as a negative id (the JSON error envelope).",
+    "headers": REQUEST_ID_HEADERS,
+    "content": {
+        "text/html": {"schema": {"type": "string"}},
+        "application/json": {"schema": ErrorEnvelopeSchema},
+    },
+}
+
+
+def page(
+    operation_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    form: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``bp.doc`` of a page or form: no token (a session), HTML answers."""
+    doc: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": _PAGE,
+        "security": [],
+        "parameters": ["RequestId"],
+        "responses": responses,
+    }
+    if form is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": form}},
+        }
+    return bp.doc(**doc)
+
+
+class Login(MethodView):
+    @page(
+        "loginForm",
+        "The login form",
+        {"200": html("The form.")},
+    )
+    def get(self) -> Any:
         next_path = request.args.get("next", "")
         return render_template("admin/login.html", error=None, next_path=next_path)
-    token = matching_token(request.form.get("token", "").strip(), services().settings.admin_tokens)
-    if token is None:
-        return render_template(
-            "admin/login.html",
-            error="That token is not one of the admin tokens (BRIDGE_ADMIN_TOKENS).",
-            next_path=request.form.get("next", ""),
-        ), 401
-    session.clear()
-    session.permanent = True
-    session["admin"] = token_id(token)
-    return redirect(safe_next(request.form.get("next")), 303)
+
+    @page(
+        "logIn",
+        "Log in with an admin token",
+        {
+            "303": redirect_to("Logged in: to the status page."),
+            "401": html("The token is not one of BRIDGE_ADMIN_TOKENS."),
+            "403": _FORBIDDEN,
+        },
+        form=form(token={"type": "string"}),
+    )
+    def post(self) -> Any:
+        token = matching_token(
+            request.form.get("token", "").strip(), services().settings.admin_tokens
+        )
+        if token is None:
+            return render_template(
+                "admin/login.html",
+                error="That token is not one of the admin tokens (BRIDGE_ADMIN_TOKENS).",
+                next_path=request.form.get("next", ""),
+            ), 401
+        session.clear()
+        session.permanent = True
+        session["admin"] = token_id(token)
+        return redirect(safe_next(request.form.get("next")), 303)
+
+
+bp.add_url_rule("/login", view_func=Login, endpoint="login")
 
 
 @bp.post("/logout")
+@page(
+    "logOut",
+    "Log out",
+    {"303": redirect_to("Logged out: to the login form."), "403": _FORBIDDEN},
+    form=form(),
+)
 def logout() -> Any:
     session.clear()
     return redirect(url_for(".login"), 303)
 
 
 @bp.get("/")
+@page(
+    "statusPage",
+    "Counts per state and the searchable table of records",
+    {"200": html("The page."), "302": _LOGIN, "422": html("A bad filter.")},
+)
 @login_required
 def index() -> Any:
     raw = {name: value for name, value in request.args.items() if value.strip()}
@@ -240,7 +339,12 @@ def index() -> Any:
     )
 
 
-@bp.get("/invoice/<int:invoice_id>")
+@bp.get("/invoice/<int:invoice_id>", parameters=[INVOICE_ID])
+@page(
+    "invoicePage",
+    "An invoice: its record, history, last body, and the re-sync buttons",
+    {"200": html("The page."), "302": _LOGIN, "404": _NOT_FOUND},
+)
 @login_required
 def invoice(invoice_id: int) -> Any:
     record = services().records.get(invoice_id)
@@ -249,14 +353,37 @@ def invoice(invoice_id: int) -> Any:
     return render_template("admin/invoice.html", **invoice_detail(record))
 
 
-@bp.get("/invoice/<int:invoice_id>/preview")
+@bp.get("/invoice/<int:invoice_id>/preview", parameters=[INVOICE_ID])
+@page(
+    "previewPage",
+    "Preview of a re-sync: the body and its diff; sends nothing",
+    {
+        "200": html("The preview."),
+        "302": _LOGIN,
+        "404": _NOT_FOUND,
+        "422": html("The invoice can't be mapped: why."),
+        "502": html("The CRM refused the bridge's token."),
+        "503": html("The CRM or Redis is unavailable."),
+    },
+)
 @login_required
 def preview(invoice_id: int) -> Any:
     result = services().operations.preview(invoice_id)
     return render_template("admin/preview.html", preview=result, record=result.record)
 
 
-@bp.post("/invoice/<int:invoice_id>/resync")
+@bp.post("/invoice/<int:invoice_id>/resync", parameters=[INVOICE_ID])
+@page(
+    "resyncForm",
+    "Re-sync an invoice (force: send even when unchanged)",
+    {
+        "303": redirect_to("Done (or refused, with the reason): back to the invoice."),
+        "302": _LOGIN,
+        "403": _FORBIDDEN,
+        "404": _NOT_FOUND,
+    },
+    form=form(force={"type": "string", "enum": ["0", "1"]}),
+)
 @login_required
 def resync(invoice_id: int) -> Any:
     force = request.form.get("force") == "1"
@@ -272,6 +399,17 @@ def resync(invoice_id: int) -> Any:
 
 
 @bp.post("/bulk-resync")
+@page(
+    "bulkResyncForm",
+    "Re-sync every failed or dead invoice, paced",
+    {
+        "303": redirect_to("Accepted: to the batch's progress."),
+        "302": _LOGIN,
+        "403": _FORBIDDEN,
+        "422": html("Not a state that can be re-synced in bulk."),
+    },
+    form=form(state={"type": "string", "enum": list(RESYNC_STATES)}),
+)
 @login_required
 def bulk_resync() -> Any:
     state = request.form.get("state", "")
@@ -281,7 +419,16 @@ def bulk_resync() -> Any:
     return redirect(url_for(".batch", batch_id=started.batch_id), 303)
 
 
-@bp.get("/batch/<batch_id>")
+# Any text: the page redirects to the login before it looks at the id.
+@bp.get(
+    "/batch/<batch_id>",
+    parameters=[{"in": "path", "name": "batch_id", "schema": {"type": "string"}}],
+)
+@page(
+    "batchPage",
+    "Progress of a bulk re-sync",
+    {"200": html("The page."), "302": _LOGIN, "404": _NOT_FOUND},
+)
 @login_required
 def batch(batch_id: str) -> Any:
     found = services().batches.get(batch_id)

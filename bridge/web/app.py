@@ -15,12 +15,11 @@ from bridge.integrations.http import DEFAULT_SLEEP, Sleep
 from bridge.observability import logs, metrics
 from bridge.observability.state_gauges import RedisStateCollector
 from bridge.services import build_services
-from bridge.web import admin_page, metrics_endpoint, request_logging
+from bridge.web import admin_page, metrics_endpoint, openapi, request_logging
 from bridge.web.admin_api import bp as admin_api
 from bridge.web.crm_api import bp as crm_api
 from bridge.web.health import bp as health
 from bridge.web.http import error_response
-from bridge.web.openapi import bp as openapi
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +50,15 @@ def create_app(
     services = build_services(settings, connection, retry_sleep)
     app.extensions["bridge"] = services
 
-    app.register_blueprint(crm_api)
-    app.register_blueprint(admin_api)
-    app.register_blueprint(health)
-    app.register_blueprint(openapi)
-    admin_page.init_app(app)  # the status page at /admin/, its session and CSRF protection
+    # Each blueprint through the API object, which documents its views (GET /openapi.json).
+    api = openapi.init_app(app)
+    api.register_blueprint(crm_api)
+    api.register_blueprint(admin_api)
+    api.register_blueprint(health)
+    admin_page.init_app(app, api)  # the status page at /admin/, its session and CSRF protection
     request_logging.init_app(app)
-    metrics_endpoint.init_app(app, RedisStateCollector(services.redis, services.records))
-    _register_error_handlers(app)
+    metrics_endpoint.init_app(app, api, RedisStateCollector(services.redis, services.records))
+    _register_error_handlers(app)  # the only ones: flask-smorest's is not registered
     return app
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request
+from flask_smorest import Api
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -15,11 +16,31 @@ from bridge.observability.metrics import (
     UNMATCHED_ENDPOINT,
     scrape_registry,
 )
+from bridge.web.openapi import REQUEST_ID_HEADERS, SERVICE_TAG, Blueprint
 
-bp = Blueprint("metrics", __name__)
+bp = Blueprint("metrics", __name__, tag=SERVICE_TAG)
+
+_METRICS = "Prometheus text format (or OpenMetrics, if asked for in Accept)."
 
 
 @bp.get("/metrics")
+@bp.doc(
+    operationId="getMetrics", summary="Prometheus metrics", security=[], parameters=["RequestId"]
+)
+@bp.response(
+    200,
+    {"type": "string"},
+    content_type="text/plain",
+    description=_METRICS,
+    headers=REQUEST_ID_HEADERS,
+)
+@bp.alt_response(
+    200,
+    schema={"type": "string"},
+    content_type="application/openmetrics-text",
+    description=_METRICS,
+    headers=REQUEST_ID_HEADERS,
+)
 def metrics() -> Response:
     """Prometheus text format (or the newer format a scraper asks for in ``Accept``)."""
     registry = scrape_registry(current_app.extensions.get("bridge_metrics"))
@@ -27,15 +48,16 @@ def metrics() -> Response:
     return Response(encode(registry), content_type=content_type)
 
 
-def init_app(app: Flask, state: Collector | None = None) -> None:
-    """Serve /metrics and count every request by its URL rule and status.
+def init_app(app: Flask, api: Api, state: Collector | None = None) -> None:
+    """Serve /metrics (documented in ``api``) and count every request by its URL rule and
+    status.
 
     A request's duration runs from ``g.request_started``, which
     ``bridge.web.request_logging.init_app`` sets for its own closing line (``create_app``
     calls it first); without it, a request is counted but not timed.
     """
     app.extensions["bridge_metrics"] = state
-    app.register_blueprint(bp)
+    api.register_blueprint(bp)
 
     @app.after_request
     def count_request(response: Response) -> Response:

@@ -1,41 +1,33 @@
-"""The bridge's OpenAPI document, ``GET /openapi.json``, generated from its schemas (apispec).
+"""The bridge's OpenAPI 3.1 document, ``GET /openapi.json``: flask-smorest builds it from
+the views themselves.
 
-Bodies come from the marshmallow schemas in ``schemas/`` (apispec's marshmallow plugin,
-taught the CRM's lenient field types below); paths come from the app's own URL map, so no
-route can be left out: ``build_spec`` walks ``app.url_map`` and looks up each endpoint's
-operation in ``OPERATIONS`` (Flask endpoint name and method → OpenAPI operation), and
-refuses to build with a route that has none. A blueprint added later documents its routes
-with ``document()`` next to their views, or with rows added here.
+Each view says what it is next to its code (``bp.doc``: operationId, summary, security,
+headers and body; ``bp.response`` and ``bp.alt_response``: what it answers), with the
+marshmallow schemas of ``schemas/`` for bodies (apispec's marshmallow plugin, taught the
+CRM's lenient field types below). This module holds what the views share: the ``Api`` of an
+app (``init_app``), the bridge's ``Blueprint``, the components (security schemes, headers,
+parameters) and the building blocks of responses. A route no view documents is an error:
+the document is not served without it (``undocumented_routes``).
 
-Every error an endpoint can answer is listed with the error envelope (docs/contract/http.md#errors,
-``bridge.errors``).
+The views keep reading their bodies themselves (strict JSON, exact bytes for idempotency),
+so nothing here parses a request: request bodies are documented with ``bp.doc`` only, and
+flask-smorest's own error handler is replaced by the bridge's (``bridge.web.app``), which
+answers every error in the envelope ``{"success": false, "message": ..., "errors": {...}}``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import flask_smorest
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify
+from flask_smorest.spec.plugins import FlaskPlugin
 from marshmallow import fields
 
-from schemas.bridge import (
-    ErrorEnvelopeSchema,
-    HealthSchema,
-    ReadinessSchema,
-    SuccessEnvelopeSchema,
-)
-from schemas.tourwell import (
-    CancelSchema,
-    CrmDateTime,
-    CrmDecimal,
-    CrmId,
-    CrmString,
-    InvoiceSchema,
-    Money,
-    UpdateSchema,
-)
+from schemas.bridge import ErrorEnvelopeSchema
+from schemas.tourwell import CrmDateTime, CrmDecimal, CrmId, CrmString, InvoiceSchema, Money
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "Tourwell → Finan invoice bridge"
@@ -43,6 +35,15 @@ VERSION = "1"
 JSON = "application/json"
 SECURITY_SCHEME = "crmToken"
 ADMIN_SECURITY_SCHEME = "adminToken"  # the operator-facing endpoints (bridge/web/admin_api.py)
+
+# The tags of the document, one per kind of caller; each Blueprint names its own.
+CRM_TAG, ADMIN_TAG, PAGE_TAG, SERVICE_TAG = "CRM", "Admin", "Status page", "Service"
+TAGS = [
+    {"name": CRM_TAG, "description": "The CRM's calls: the bridge as its invoice provider."},
+    {"name": ADMIN_TAG, "description": "Operators and their tools: see, preview, re-sync."},
+    {"name": PAGE_TAG, "description": "The operators' status page (HTML, not an API)."},
+    {"name": SERVICE_TAG, "description": "Probes, monitoring and this document; no token."},
+]
 
 # --- the CRM's lenient fields as JSON Schema (schemas/tourwell.py says what each accepts) ---
 
@@ -78,16 +79,20 @@ _CRM_FIELD_TYPES: dict[type[fields.Field], dict[str, Any]] = {
     },
 }
 
+# JSON Schema's name for the type of a constant's Python value.
+_CONSTANT_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
 
 def _field_properties(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any) -> dict:
-    """apispec attribute function: the CRM's own fields, and decimals sent as strings."""
+    """apispec attribute function: the CRM's own fields, typed constants (``success`` is
+    ``{"type": "boolean", "const": true}``), and decimals sent as strings."""
     for field_class, properties in _CRM_FIELD_TYPES.items():
         if isinstance(field, field_class):
             found = dict(properties)
             break
     else:
         if isinstance(field, fields.Constant):
-            return {"enum": [field.constant]}
+            return {"type": _CONSTANT_TYPES[type(field.constant)], "const": field.constant}
         if not (isinstance(field, fields.Decimal) and field.as_string):
             return {}
         found = {"type": "string", "description": "a decimal number, exactly"}
@@ -97,33 +102,7 @@ def _field_properties(self: Any, field: fields.Field, ret: dict[str, Any], **kwa
     return found
 
 
-# --- building blocks of operations ---
-
-ERROR_DESCRIPTIONS = {
-    400: "The body is not valid UTF-8 JSON (NaN and Infinity are not JSON).",
-    401: "The Bearer token is missing, or is not one of BRIDGE_CRM_TOKENS.",
-    404: "The invoice is unknown: to the CRM (when the bridge pulls it), or to the bridge (GET); "
-    "or the path is not one of the bridge's (an id that is not a whole number).",
-    409: "An operation on the same invoice, or with the same Idempotency-Key, is in flight "
-    "(with Retry-After); or the transition is not allowed: update or cancel before issue, "
-    "update or issue after cancel, a second issue with other content.",
-    413: "The body is over 1 MiB.",
-    415: "A body was sent without 'Content-Type: application/json'.",
-    422: "The invoice can't be mapped (errors names each field, or the setting to fix, such as "
-    "PROVIDER_TAX_IDS), Finan's computed total differs from the CRM's, a field has the wrong "
-    "type, or the Idempotency-Key is invalid or was used with another body.",
-    502: "Finan rejected the invoice (its message and code under errors.provider; the record "
-    "is 'failed'), or the CRM refused the bridge's token (TOURWELL_API_TOKEN) or answered in "
-    "a way the bridge can't use.",
-    503: "The bridge's Redis is unavailable (nothing was sent), the CRM is unavailable or its "
-    "rate limit is reached, or the operation outlived its lock; try again after Retry-After.",
-}
-_ERROR_HEADERS: dict[int, dict[str, Any]] = {
-    401: {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}},
-    409: {"Retry-After": {"$ref": "#/components/headers/RetryAfterWhenInFlight"}},
-    503: {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
-}
-REQUEST_ID_HEADERS = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
+# --- components, and the building blocks of operations ---
 
 HEADERS = {
     "RequestId": {
@@ -155,14 +134,6 @@ HEADERS = {
 }
 
 PARAMETERS = {
-    "InvoiceId": {
-        "name": "invoice_id",
-        "in": "path",
-        "required": True,
-        "description": "The CRM's invoice id.",
-        "schema": {"type": "integer", "minimum": 0},
-        "example": 17,
-    },
     "IdempotencyKey": {
         "name": "Idempotency-Key",
         "in": "header",
@@ -183,198 +154,146 @@ PARAMETERS = {
     },
 }
 
+# ``{invoice_id}`` of a route: its schema (a whole number) comes from the URL rule.
+INVOICE_ID = {
+    "in": "path",
+    "name": "invoice_id",
+    "description": "The CRM's invoice id.",
+    "example": 17,
+}
 
-def _ref(kind: str, name: str) -> dict[str, str]:
+
+def ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def json_response(description: str, schema: Any, headers: dict | None = None) -> dict[str, Any]:
-    return {
-        "description": description,
-        "headers": {**REQUEST_ID_HEADERS, **(headers or {})},
-        "content": {JSON: {"schema": schema}},
-    }
+REQUEST_ID_HEADERS = {"X-Request-ID": ref("headers", "RequestId")}
+REPLAYED_HEADERS = {
+    **REQUEST_ID_HEADERS,
+    "Idempotent-Replayed": ref("headers", "IdempotentReplayed"),
+}
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": ref("headers", "WWWAuthenticate")},
+    409: {"Retry-After": ref("headers", "RetryAfterWhenInFlight")},
+    503: {"Retry-After": ref("headers", "RetryAfter")},
+}
+
+ERROR_DESCRIPTIONS = {
+    400: "The body is not valid UTF-8 JSON (NaN and Infinity are not JSON).",
+    401: "The Bearer token is missing, or is not one of BRIDGE_CRM_TOKENS.",
+    404: "The invoice is unknown: to the CRM (when the bridge pulls it), or to the bridge (GET); "
+    "or the path is not one of the bridge's (an id that is not a whole number).",
+    409: "An operation on the same invoice, or with the same Idempotency-Key, is in flight "
+    "(with Retry-After); or the transition is not allowed: update or cancel before issue, "
+    "update or issue after cancel, a second issue with other content.",
+    413: "The body is over 1 MiB.",
+    415: "A body was sent without 'Content-Type: application/json'.",
+    422: "The invoice can't be mapped (errors names each field, or the setting to fix, such as "
+    "PROVIDER_TAX_IDS), Finan's computed total differs from the CRM's, a field has the wrong "
+    "type, or the Idempotency-Key is invalid or was used with another body.",
+    502: "Finan rejected the invoice (its message and code under errors.provider; the record "
+    "is 'failed'), or the CRM refused the bridge's token (TOURWELL_API_TOKEN) or answered in "
+    "a way the bridge can't use.",
+    503: "The bridge's Redis is unavailable (nothing was sent), the CRM is unavailable or its "
+    "rate limit is reached, or the operation outlived its lock; try again after Retry-After.",
+}
 
 
 def error_responses(
     *statuses: int, descriptions: dict[int, str] = ERROR_DESCRIPTIONS
 ) -> dict[str, dict[str, Any]]:
-    """The error envelope for each of ``statuses``, said in ``descriptions``."""
+    """The error envelope for each of ``statuses``, said in ``descriptions``: the
+    ``responses`` of a ``bp.doc``."""
     return {
-        str(status): json_response(
-            descriptions[status], ErrorEnvelopeSchema, _ERROR_HEADERS.get(status)
-        )
+        str(status): {
+            "description": descriptions[status],
+            "headers": {**REQUEST_ID_HEADERS, **_ERROR_HEADERS.get(status, {})},
+            "content": {JSON: {"schema": ErrorEnvelopeSchema}},
+        }
         for status in statuses
     }
 
 
-def crm_operation(
-    summary: str,
-    description: str,
-    success: dict[int, str],
-    errors: tuple[int, ...],
-    body: dict[str, Any] | None = None,
-    takes_idempotency_key: bool = True,
-) -> dict[str, Any]:
-    """An operation of the CRM-facing API: Bearer token, Tourwell's envelope."""
-    replayed = (
-        {"Idempotent-Replayed": _ref("headers", "IdempotentReplayed")}
-        if takes_idempotency_key
-        else {}
-    )
-    # Parameters by component name: apispec turns each into a $ref.
-    parameters = ["InvoiceId", "RequestId"]
-    if takes_idempotency_key:
-        parameters.append("IdempotencyKey")
-    operation: dict[str, Any] = {
-        "tags": ["CRM"],
-        "summary": summary,
-        "description": description,
-        "security": [{SECURITY_SCHEME: []}],
-        "parameters": parameters,
-        "responses": {
-            **{
-                str(status): json_response(text, SuccessEnvelopeSchema, replayed)
-                for status, text in success.items()
+def json_body(description: str, *shapes: Any, required: bool = False) -> dict[str, Any]:
+    """A JSON request body of one of ``shapes`` (optional unless ``required``): a
+    ``requestBody`` for ``bp.doc``. Optional means no body at all, never JSON null: the
+    views answer a null body with 422."""
+    schema = shapes[0] if len(shapes) == 1 else {"anyOf": list(shapes)}
+    return {"required": required, "description": description, "content": {JSON: {"schema": schema}}}
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint, whose operations carry its ``tag`` (one of ``TAGS``)."""
+
+    def __init__(self, name: str, import_name: str, *, tag: str, **kwargs: Any) -> None:
+        self.tag = tag
+        super().__init__(name, import_name, **kwargs)
+
+    def add_url_rule(
+        self,
+        rule: str,
+        endpoint: str | None = None,
+        view_func: Any = None,
+        provide_automatic_options: bool | None = None,
+        *,
+        parameters: list[Any] | None = None,
+        tags: list[str] | None = None,
+        **options: Any,
+    ) -> None:
+        super().add_url_rule(
+            rule,
+            endpoint,
+            view_func,
+            provide_automatic_options,
+            parameters=parameters,
+            tags=tags or [self.tag],
+            **options,
+        )
+
+
+class _BridgeFields(MarshmallowPlugin):
+    """apispec's marshmallow plugin, taught the bridge's fields (``_field_properties``)
+    before any schema is converted."""
+
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        self.converter.add_attribute_function(_field_properties)
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, minus what the bridge does not use: its error handler (the
+    bridge's own answers every error, ``bridge.web.app``), the default error response (each
+    operation lists the errors it can answer) and the pagination header."""
+
+    ERROR_SCHEMA = ErrorEnvelopeSchema  # the component ErrorEnvelope (and no stray "Error")
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_error_handlers(self) -> None:
+        """None: ``bridge.web.app`` registers the bridge's."""
+
+    def _register_pagination_header(self) -> None:
+        """None: it would add its schema, PaginationMetadata, to every document."""
+
+
+def init_app(app: Flask) -> Api:
+    """The app's ``Api``, with the components; register blueprints with
+    ``api.register_blueprint`` to have their views documented."""
+    app.config.update(
+        API_TITLE=TITLE,
+        API_VERSION=VERSION,
+        OPENAPI_VERSION=OPENAPI_VERSION,
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "The bridge turns Tourwell CRM invoice operations into signed "
+                "Finan update-invoice requests. CRM-facing endpoints answer in Tourwell's "
+                "envelope {success, message, data}; errors in {success: false, message, "
+                "errors}."
             },
-            **error_responses(*errors),
-        },
-    }
-    if body is not None:
-        operation["requestBody"] = body
-    return operation
-
-
-def service_operation(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
-    """A service endpoint: no token."""
-    return {
-        "tags": ["Service"],
-        "summary": summary,
-        "security": [],
-        "parameters": ["RequestId"],
-        "responses": responses,
-    }
-
-
-def json_body(description: str, *shapes: Any) -> dict[str, Any]:
-    """An optional JSON body of one of ``shapes``; JSON null is the same as no body."""
-    schema = {"anyOf": [*shapes, {"type": "null"}]}
-    return {"required": False, "description": description, "content": {JSON: {"schema": schema}}}
-
-
-QUEUED = (
-    "Finan is unavailable: the operation is queued (state 'queued'); a worker sends it and "
-    "writes the outcome back to the CRM."
-)
-
-# What the issue, update and cancel operations can answer with an error.
-WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 502, 503)
-
-ISSUE_BODY = json_body(
-    "Empty (the bridge pulls the invoice from the CRM), or the invoice in the shape of the "
-    'CRM\'s GET /api/v1/invoices/{id}: wrapped as {"data": {...}} or bare. Unknown fields '
-    "are ignored.",
-    _ref("schemas", "Invoice"),
-    {"type": "object", "required": ["data"], "properties": {"data": _ref("schemas", "Invoice")}},
-)
-
-OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("crm.issue", "post"): crm_operation(
-        "Issue an invoice at Finan",
-        "One signed update-invoice to the Finan invoice derived from the CRM invoice's URL. "
-        "A repeat with the same content sends nothing and answers 201 again.",
-        {201: "Issued (or already issued with this content).", 202: QUEUED},
-        WRITE_ERRORS,
-        ISSUE_BODY,
-    ),
-    ("crm.update", "put"): crm_operation(
-        "Update an issued invoice",
-        "Pulls the CRM's current invoice, lays these fields over it and sends it; unchanged "
-        "content sends nothing. lookup_url is kept on the record, not sent to Finan.",
-        {200: "Updated (or unchanged).", 202: QUEUED},
-        WRITE_ERRORS,
-        json_body("Tourwell's update fields, all optional.", UpdateSchema),
-    ),
-    ("crm.cancel", "post"): crm_operation(
-        "Cancel an issued invoice",
-        "Finan has no cancel: the bridge sends the invoice with nothing left to collect (no "
-        "items, no payment methods) and keeps the note on the record.",
-        {201: "Cancelled: the message is exactly 'Invoice Canceled successfully'.", 202: QUEUED},
-        WRITE_ERRORS,
-        json_body("Optional.", CancelSchema),
-    ),
-    ("crm.record", "get"): crm_operation(
-        "The bridge's record of an invoice",
-        "What the bridge knows: state, Finan's ids and codes, totals, the last error.",
-        {200: "The record."},
-        (401, 404, 503),
-        takes_idempotency_key=False,
-    ),
-    ("health.healthz", "get"): service_operation(
-        "Liveness: the process is serving",
-        {"200": json_response("Alive.", HealthSchema)},
-    ),
-    ("health.readyz", "get"): service_operation(
-        "Readiness: settings were valid at start and Redis answers",
-        {
-            "200": json_response("Ready.", ReadinessSchema),
-            "503": json_response("Redis does not answer.", ReadinessSchema),
-        },
-    ),
-    ("metrics.metrics", "get"): service_operation(
-        "Prometheus metrics",
-        {
-            "200": {
-                "description": "Prometheus text format (or OpenMetrics, if asked for in Accept).",
-                "headers": REQUEST_ID_HEADERS,
-                "content": {
-                    "text/plain": {"schema": {"type": "string"}},
-                    "application/openmetrics-text": {"schema": {"type": "string"}},
-                },
-            }
-        },
-    ),
-    ("openapi.openapi_json", "get"): service_operation(
-        "This document",
-        {"200": json_response("OpenAPI 3.1.", {"type": "object"})},
-    ),
-}
-
-# Rules Flask adds by itself, which are not part of the bridge's API.
-_IGNORED_ENDPOINTS = frozenset({"static"})
-_IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
-
-
-def document(endpoint: str, method: str, operation: dict[str, Any]) -> None:
-    """Add the operation of a route (Flask endpoint name, HTTP method) to the document."""
-    OPERATIONS[(endpoint, method.lower())] = operation
-
-
-def openapi_path(rule: str) -> str:
-    """``/api/v1/invoices/<int:invoice_id>`` → ``/api/v1/invoices/{invoice_id}``."""
-    parts = []
-    for piece in rule.split("/"):
-        if piece.startswith("<") and piece.endswith(">"):
-            piece = "{" + piece[1:-1].rpartition(":")[2] + "}"
-        parts.append(piece)
-    return "/".join(parts)
-
-
-def build_spec(app: Flask) -> APISpec:
-    """The document for every route of ``app``; a route without an operation is an error."""
-    marshmallow = MarshmallowPlugin()
-    spec = APISpec(
-        title=TITLE,
-        version=VERSION,
-        openapi_version=OPENAPI_VERSION,
-        plugins=[marshmallow],
-        info={
-            "description": "The bridge turns Tourwell CRM invoice operations into signed Finan "
-            "update-invoice requests. CRM-facing endpoints answer in Tourwell's envelope "
-            "{success, message, data}; errors in {success: false, message, errors}."
+            "tags": TAGS,  # in place of one per blueprint, named after it
         },
     )
-    marshmallow.converter.add_attribute_function(_field_properties)
+    api = Api(app, spec_kwargs={"marshmallow_plugin": _BridgeFields()})
+    spec = api.spec
     spec.components.security_scheme(
         SECURITY_SCHEME,
         {"type": "http", "scheme": "bearer", "description": "One of BRIDGE_CRM_TOKENS."},
@@ -388,32 +307,49 @@ def build_spec(app: Flask) -> APISpec:
     for name, parameter in PARAMETERS.items():
         spec.components.parameter(name, parameter["in"], parameter)
     spec.components.schema("Invoice", schema=InvoiceSchema)
-    spec.components.schema("ErrorEnvelope", schema=ErrorEnvelopeSchema)
+    api.register_blueprint(bp)
+    return api
 
+
+# Rules Flask adds by itself, which are not part of the bridge's API.
+_IGNORED_ENDPOINTS = frozenset({"static"})
+_IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+
+def undocumented_routes(app: Flask, document: dict[str, Any]) -> list[str]:
+    """The routes of ``app`` (method, rule, endpoint) with no operation in ``document``."""
+    paths = document.get("paths", {})
     missing = []
-    paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint in _IGNORED_ENDPOINTS:
             continue
+        operations = paths.get(FlaskPlugin.flaskpath2openapi(rule.rule), {})
         for method in sorted((rule.methods or set()) - _IGNORED_METHODS):
-            operation = OPERATIONS.get((rule.endpoint, method.lower()))
-            if operation is None:
+            if method.lower() not in operations:
                 missing.append(f"{method} {rule.rule} ({rule.endpoint})")
-                continue
-            paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = operation
-    if missing:
-        raise LookupError(f"routes with no OpenAPI operation: {', '.join(missing)}")
-    for path, operations in paths.items():
-        spec.path(path=path, operations=operations)
-    return spec
+    return missing
 
 
-bp = Blueprint("openapi", __name__)
+def openapi_document(app: Flask) -> dict[str, Any]:
+    """The document of ``app``, built once; a route without an operation is an error."""
+    document = app.extensions.get("bridge_openapi")
+    if document is None:
+        api: Api = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
+        document = api.spec.to_dict()
+        missing = undocumented_routes(app, document)
+        if missing:
+            raise LookupError(f"routes with no OpenAPI operation: {', '.join(missing)}")
+        app.extensions["bridge_openapi"] = document
+    return document
+
+
+bp = Blueprint("openapi", __name__, tag=SERVICE_TAG)
 
 
 @bp.get("/openapi.json")
+@bp.doc(
+    operationId="getOpenapiDocument", summary="This document", security=[], parameters=["RequestId"]
+)
+@bp.response(200, {"type": "object"}, description="OpenAPI 3.1.", headers=REQUEST_ID_HEADERS)
 def openapi_json() -> Response:
-    document = current_app.extensions.get("bridge_openapi")
-    if document is None:
-        document = current_app.extensions["bridge_openapi"] = build_spec(current_app).to_dict()
-    return jsonify(document)
+    return jsonify(openapi_document(current_app._get_current_object()))  # type: ignore[attr-defined]
