@@ -293,6 +293,7 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app, spec_kwargs={"marshmallow_plugin": _BridgeFields()})
+    app.extensions["bridge_api"] = api
     spec = api.spec
     spec.components.security_scheme(
         SECURITY_SCHEME,
@@ -334,8 +335,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     """The document of ``app``, built once; a route without an operation is an error."""
     document = app.extensions.get("bridge_openapi")
     if document is None:
-        api: Api = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
-        document = api.spec.to_dict()
+        document = app.extensions["bridge_api"].spec.to_dict()
         missing = undocumented_routes(app, document)
         if missing:
             raise LookupError(f"routes with no OpenAPI operation: {', '.join(missing)}")

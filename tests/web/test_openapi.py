@@ -164,7 +164,7 @@ def test_a_later_blueprint_documents_its_routes_where_they_are_defined(app):
     def view() -> dict:
         return {}
 
-    app.extensions["flask-smorest"]["apis"][""]["ext_obj"].register_blueprint(later)
+    app.extensions["bridge_api"].register_blueprint(later)
 
     operation = openapi_document(app)["paths"]["/later"]["get"]
     assert operation["operationId"] == "getLater"
