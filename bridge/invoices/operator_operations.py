@@ -53,17 +53,18 @@ class OperatorOperations:
     def preview(self, invoice_id: int) -> Preview:
         """Pull, map and compare with the last body sent; sends nothing and saves nothing."""
         record = self._core.get(invoice_id)
-        plan, body, _code = self._plan(record)
-        unchanged = fingerprint(body) == record.fingerprint
-        decision = rules.decide(situation(record), Operation.RESYNC, Content(unchanged))
+        now = situation(record)
+        plan = rules.decide(now, Operation.RESYNC)
+        body, _code = self._build(record, plan)
+        content = Content(unchanged=fingerprint(body) == record.fingerprint)
         compared_with = record.pending.body if record.pending else record.last_body
         return Preview(
             record=record,
             operation=plan.send_as,
             body=body.decode(),
             compared_with=compared_with,
-            changed=not unchanged,
-            would_send=decision.action == Action.SEND,
+            changed=not content.unchanged,
+            would_send=rules.decide(now, Operation.RESYNC, content).action == Action.SEND,
             diff=body_diff(compared_with, body.decode()),
         )
 
@@ -76,13 +77,15 @@ class OperatorOperations:
         """
         core = self._core
         with core.locked(invoice_id) as (lock, record):
-            if record is None:
-                refuse(rules.decide(situation(None), Operation.RESYNC), invoice_id)
-            plan, body, code = self._plan(record)
+            now = situation(record)
+            plan = rules.decide(now, Operation.RESYNC)
+            if plan.action == Action.REFUSE:
+                refuse(plan, invoice_id)
+            body, code = self._build(record, plan)
             code_is_new = bool(code) and code != record.code  # e.g. a record kept before codes
             record.code = code or record.code
             content = Content(unchanged=fingerprint(body) == record.fingerprint)
-            decision = rules.decide(situation(record), Operation.RESYNC, content, force=force)
+            decision = rules.decide(now, Operation.RESYNC, content, force=force)
             if decision.action == Action.ANSWER:
                 event = Event(Operation.RESYNC, Caller.OPERATOR, UNCHANGED, "nothing sent to Finan")
                 if code_is_new:  # saved with the event, so that a search finds it
@@ -99,11 +102,10 @@ class OperatorOperations:
                 return ResyncOutcome(decision.status, decision.message, record, SENT)
             return ResyncOutcome(202, rules.QUEUED_MESSAGE, record, State.QUEUED)
 
-    def _plan(self, record: Record) -> tuple[Decision, bytes, str | None]:
-        """(how the rules build it, the exact body, the CRM's invoice code) for a re-sync
-        of ``record``."""
-        plan = rules.decide(situation(record), Operation.RESYNC)
+    def _build(self, record: Record, plan: Decision) -> tuple[bytes, str | None]:
+        """The exact body a re-sync of ``record`` sends as ``plan`` says, and the CRM's
+        invoice code (None when not pulled)."""
         if plan.body_from is not None:  # a cancel body, from the latest body held: no pull
-            return plan, cancel_body_of(record, plan.body_from), None
+            return cancel_body_of(record, plan.body_from), None
         invoice = self._core.pull(record.invoice_id)
-        return plan, self._core.encode(invoice, record), invoice.get("code")
+        return self._core.encode(invoice, record), invoice.get("code")

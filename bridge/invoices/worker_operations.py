@@ -29,10 +29,8 @@ class WorkerOperations:
         core = self._core
         # The body to send is the pending one: the last accepted body is not needed.
         with core.locked(invoice_id, wait=True, with_body=False) as (lock, record):
-            its_job = record is not None and record.pending is not None
-            if not rules.worker_sends(
-                situation(record), its_job and record.pending.job_id == job_id
-            ):
+            its_job = record is not None and record.pending and record.pending.job_id == job_id
+            if not rules.worker_sends(situation(record), bool(its_job)):
                 return "nothing to send: superseded or settled"
             pending = record.pending
             answer = core.call_finan(lock, record, pending)
