@@ -17,6 +17,7 @@ answers every error in the envelope ``{"success": false, "message": ..., "errors
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import flask_smorest
@@ -261,18 +262,17 @@ class _BridgeFields(MarshmallowPlugin):
 
 
 class Api(flask_smorest.Api):
-    """flask-smorest's Api, minus what the bridge does not use: its error handler (the
-    bridge's own answers every error, ``bridge.web.app``), the default error response (each
-    operation lists the errors it can answer) and the pagination header."""
+    """flask-smorest's Api, with the bridge's error envelope and no default error response
+    (each operation lists the errors it can answer). Its error handler is replaced by the
+    bridge's, which ``bridge.web.app`` registers after it for the same exceptions."""
 
     ERROR_SCHEMA = ErrorEnvelopeSchema  # the component ErrorEnvelope (and no stray "Error")
     DEFAULT_ERROR_RESPONSE_NAME = None
 
-    def _register_error_handlers(self) -> None:
-        """None: ``bridge.web.app`` registers the bridge's."""
 
-    def _register_pagination_header(self) -> None:
-        """None: it would add its schema, PaginationMetadata, to every document."""
+# Components flask-smorest adds for features the bridge does not use (pagination); they are
+# left out of the document when no operation refers to them.
+UNUSED_LIBRARY_SCHEMAS = ("PaginationMetadata",)
 
 
 def init_app(app: Flask) -> Api:
@@ -336,6 +336,11 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     document = app.extensions.get("bridge_openapi")
     if document is None:
         document = app.extensions["bridge_api"].spec.to_dict()
+        schemas = document.get("components", {}).get("schemas", {})
+        text = json.dumps(document)
+        for name in UNUSED_LIBRARY_SCHEMAS:
+            if f'"#/components/schemas/{name}"' not in text:
+                schemas.pop(name, None)
         missing = undocumented_routes(app, document)
         if missing:
             raise LookupError(f"routes with no OpenAPI operation: {', '.join(missing)}")

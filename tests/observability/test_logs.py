@@ -190,11 +190,11 @@ def test_gunicorns_access_line_is_never_built():
     from gunicorn.config import Config
     from gunicorn.glogging import Logger
 
-    from bridge.web.gunicorn_worker import GunicornLogger
+    from bridge.web.gunicorn_logging import GunicornLogger
 
     config = Config()
     config.set("logconfig_dict", {"version": 1, "disable_existing_loggers": False})
-    config.set("logger_class", "bridge.web.gunicorn_worker.GunicornLogger")
+    config.set("logger_class", "bridge.web.gunicorn_logging.GunicornLogger")
     logger = config.logger_class(config)
 
     assert isinstance(logger, GunicornLogger)
