@@ -39,7 +39,7 @@ def worker_database_url(url: str, worker: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":  # the database is a query parameter there
         query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(number))]
-        return urlunsplit(parts._replace(query=urlencode(query)))
+        return f"{url.split('?', 1)[0]}?{urlencode(query)}"  # urlunsplit drops the //
     return urlunsplit(parts._replace(path=f"/{number}"))
 
 
