@@ -52,10 +52,8 @@ class Outcome:
 
 
 class InvoiceCore:
-    """The invoice's lock, its record, Finan and the queue, for the callers' operations.
-
-    ``lock_timeout`` is read each time a lock is taken.
-    """
+    """The invoice's lock (of ``lock_timeout`` seconds), its record, Finan and the queue,
+    for the callers' operations."""
 
     def __init__(
         self,
@@ -65,7 +63,7 @@ class InvoiceCore:
         finan: FinanClient,
         mapping_config: MappingConfig,
         retry_schedule: tuple[int, ...],
-        lock_timeout: Callable[[], float],
+        lock_timeout: float,
     ) -> None:
         self.redis = connection
         self.records = records
@@ -89,7 +87,7 @@ class InvoiceCore:
         unless ``with_body`` is false) read in the same round trip, just after the lock was
         taken. A record read without its body leaves the stored body as it is when saved."""
         keys = self.records.keys(invoice_id)
-        timeout = self.lock_timeout()
+        timeout = self.lock_timeout
         lock = InvoiceLock(
             self.redis,
             lock_key(invoice_id),

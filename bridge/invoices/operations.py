@@ -43,7 +43,6 @@ __all__ = [
     "CANCEL_MESSAGE",
     "CRM",
     "ISSUE",
-    "LOCK_TIMEOUT_SECONDS",
     "OPERATOR",
     "QUEUED_MESSAGE",
     "RESYNC",
@@ -73,8 +72,10 @@ class InvoiceOperations:
         finan: FinanClient,
         mapping_config: MappingConfig,
         retry_schedule: tuple[int, ...] = (10,),
+        lock_timeout: float = LOCK_TIMEOUT_SECONDS,
     ) -> None:
-        # The lock's timeout is this module's, read at each lock (a test shortens it here).
+        """``lock_timeout``: seconds each invoice's lock lasts unless renewed (see
+        ``bridge.store.lock``); the call to Finan must take under half of it."""
         self._core = InvoiceCore(
             connection,
             records,
@@ -82,7 +83,7 @@ class InvoiceOperations:
             finan,
             mapping_config,
             retry_schedule,
-            lock_timeout=lambda: LOCK_TIMEOUT_SECONDS,
+            lock_timeout=lock_timeout,
         )
         self._crm = CrmOperations(self._core)
         self._worker = WorkerOperations(self._core)
@@ -91,14 +92,6 @@ class InvoiceOperations:
     @property
     def records(self) -> RecordStore:
         return self._core.records
-
-    @property
-    def _finan(self) -> FinanClient:
-        return self._core.finan
-
-    @_finan.setter
-    def _finan(self, finan: FinanClient) -> None:  # tests swap in a client with short timeouts
-        self._core.finan = finan
 
     # --- the CRM's ---
 

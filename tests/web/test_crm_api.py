@@ -6,6 +6,7 @@ idempotency. Finan's request log (the stand-in's) is the witness of what was sen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -16,9 +17,45 @@ import redis as redis_lib
 from helpers import API, CRM_TOKEN, OTHER_CRM_TOKEN, finan_puts, issue
 
 from bridge.config import load_settings
+from bridge.integrations.finan.client import FinanClient
+from bridge.integrations.tourwell.client import TourwellClient
+from bridge.invoices.mapping import MappingConfig
+from bridge.invoices.operations import InvoiceOperations
+from bridge.invoices.resync import ResyncBatches
 from bridge.sandbox.samples import sample_invoices
 from bridge.store.connection import body_key, lock_key, record_key
 from bridge.web.app import create_app
+
+
+def wait_for(condition, what: str, deadline: float = 60.0) -> None:
+    """Poll ``condition`` until it holds, failing after a generous ``deadline``."""
+    give_up_at = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > give_up_at:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def with_lock_timeout(app, retry_sleep, seconds: float) -> None:
+    """``app`` serving with invoice locks of ``seconds``: its operations built with the
+    public constructors, as ``build_services`` builds them, with the tests' recording
+    ``retry_sleep`` (tests/conftest.py)."""
+    services = app.extensions["bridge"]
+    settings, connection = services.settings, services.redis
+    operations = InvoiceOperations(
+        connection,
+        services.records,
+        TourwellClient(settings, connection, sleep=retry_sleep),
+        FinanClient(settings, sleep=retry_sleep),
+        MappingConfig.from_settings(settings),
+        settings.retry_schedule,
+        lock_timeout=seconds,
+    )
+    app.extensions["bridge"] = dataclasses.replace(
+        services,
+        operations=operations,
+        batches=ResyncBatches(connection, operations, settings.tourwell_rate_limit_per_min),
+    )
 
 
 def test_issue_pulls_the_invoice_and_answers_201_with_the_record(client, crm_headers, finan):
@@ -633,7 +670,9 @@ def test_keys_are_scoped_by_caller_token(client, crm_headers):
 
 
 def test_a_key_in_flight_is_409_with_retry_after(app, crm_headers, finan):
-    finan.state.fail_next("hang", delay=1.5)
+    # The first request is held at Finan for 5 s, far longer than the second needs (and
+    # well within the bridge's 10 s read timeout, so it is answered, not retried).
+    finan.state.fail_next("hang", delay=5)
     headers = {**crm_headers, "Idempotency-Key": "slow"}
     answers = {}
     first = threading.Thread(
@@ -642,10 +681,8 @@ def test_a_key_in_flight_is_409_with_retry_after(app, crm_headers, finan):
         )
     )
     first.start()
-    for _ in range(100):  # the fault is taken when the first request reaches Finan
-        if not finan.state.pending_faults():
-            break
-        time.sleep(0.02)
+    # The fault is taken when the first request reaches Finan.
+    wait_for(lambda: not finan.state.pending_faults(), "the first request to reach Finan")
 
     second = app.test_client().post(f"{API}/17/issue", headers=headers)
     first.join()
@@ -730,15 +767,19 @@ def test_an_issue_body_that_is_not_an_invoice_object_is_422(client, crm_headers,
 def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redis):
     from bridge.store.lock import InvoiceLock
 
-    lock = InvoiceLock(redis, lock_key(17), timeout=2, read_keys=(record_key(17),))
+    # 10 s: the checks just after taking and renewing it hold unless this process stalls
+    # for 5 s; the wait for the half to pass is on the condition, not a guessed sleep.
+    lock = InvoiceLock(redis, lock_key(17), timeout=10, read_keys=(record_key(17),))
     assert not lock.has_half_left()  # not taken yet
+    taken_at = time.monotonic()
     assert lock.acquire(blocking=False)
     assert lock.has_half_left()
-    time.sleep(1.1)
-    assert not lock.has_half_left()  # Redis may have as little as 0.9 s left
+    wait_for(lambda: not lock.has_half_left(), "less than half the lock's time to be left")
+    assert time.monotonic() - taken_at >= 5  # not before half its time had passed
     lock.reacquire()
+    ttl = redis.pttl(lock_key(17))  # read before the check: what it saw was at least this old
     assert lock.has_half_left()
-    assert redis.pttl(lock_key(17)) > 1000
+    assert ttl > 4000  # Redis agrees: its whole time again, at least half of it left
     lock.release()
     assert not lock.has_half_left()  # released
 
@@ -800,12 +841,12 @@ def test_an_accepted_issue_costs_three_round_trips_to_redis(
 
 
 def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converges(
-    client, crm_headers, finan, monkeypatch
+    app, client, crm_headers, finan, retry_sleeps
 ):
-    import bridge.invoices.operations
-
-    monkeypatch.setattr(bridge.invoices.operations, "LOCK_TIMEOUT_SECONDS", 1)
-    finan.state.fail_next("hang", delay=1.5)  # Finan answers after the lock has expired
+    with_lock_timeout(app, retry_sleeps, 2)
+    # Finan answers 6 s after the call, which starts with at most the lock's 2 s left: the
+    # lock has long expired (and the answer is within the bridge's 10 s read timeout).
+    finan.state.fail_next("hang", delay=6)
 
     late = issue(client, crm_headers)
 
@@ -814,6 +855,7 @@ def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converge
     assert client.get(f"{API}/17", headers=crm_headers).status_code == 404  # nothing saved
     repeat = issue(client, crm_headers)
     assert repeat.status_code == 201
+    assert [r.get("fault") for r in finan_puts(finan)] == ["hang", None]  # the late one sent
     assert len(finan.state.invoices) == 1  # both PUTs landed on the one derived id
 
 
