@@ -1,7 +1,8 @@
 """A WSGI app for tests of the web service's gunicorn worker (tests/web/test_gunicorn_worker.py).
 
-``/hold`` answers only once the file named by ``RELEASE_FILE`` exists (at most 60 s);
-``/busy`` after 20 ms; ``/pid`` at once. Each answers with the worker's process id.
+``/hold`` first creates ``RELEASE_FILE`` + ".held" (a test's sign that a worker's thread
+has taken it), then answers only once the file named by ``RELEASE_FILE`` exists (at most
+60 s); ``/busy`` after 20 ms; ``/pid`` at once. Each answers with the worker's process id.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ HOLD_LIMIT_SECONDS = 60
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/hold":
         release = Path(os.environ["RELEASE_FILE"])
+        Path(f"{release}.held").touch()
         deadline = time.monotonic() + HOLD_LIMIT_SECONDS
         while not release.exists() and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -16,9 +16,22 @@ import pytest
 
 from bench.processes import free_port, gunicorn_command, start_server
 
-# Long enough for a worker with a free thread to answer; a request left waiting behind the
-# held one would wait for it, and it is released only after every answer is in.
-ANSWER_TIMEOUT_SECONDS = 10
+# Long enough for a worker with a free thread to answer, even on a loaded machine; a request
+# left waiting behind the held one would wait for it, and it is released only after every
+# answer is in (the app holds it at most 60 s, longer than this).
+ANSWER_TIMEOUT_SECONDS = 30
+
+# How long a test waits for what it needs to see (the servers up, a request taken):
+# generous, as only a broken server runs into it.
+WAIT_SECONDS = 60
+
+
+def wait_for(condition, what: str, server) -> None:
+    """Poll ``condition`` until it holds, failing (with the server's log) after WAIT_SECONDS."""
+    give_up_at = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < give_up_at, f"timed out waiting for {what}\n{server.log_tail()}"
+        time.sleep(0.05)
 
 
 def get(port: int, path: str, timeout: float = ANSWER_TIMEOUT_SECONDS) -> int:
@@ -49,10 +62,8 @@ def gunicorn(request, tmp_path: Path):
     command = gunicorn_command("tests.apps.blocking_app:app", port)
     server = start_server("gunicorn", command, env, tmp_path, "/pid", port)
     try:
-        deadline = time.monotonic() + 30
-        while len(server.workers()) < 2:  # both booted, not just the first
-            assert time.monotonic() < deadline, server.log_tail()
-            time.sleep(0.1)
+        # Both booted, not just the first.
+        wait_for(lambda: len(server.workers()) >= 2, "both workers to boot", server)
         yield port, release, server
     finally:
         release.touch()
@@ -69,7 +80,9 @@ def test_a_slow_request_holds_one_thread_not_the_service(gunicorn):
     with ThreadPoolExecutor(1) as pool:
         try:
             held = pool.submit(get, port, "/hold", 60)
-            time.sleep(1)  # the held request is in a worker, holding one of its threads
+            # The held request is in a worker, holding one of its threads.
+            taken = Path(f"{release}.held")
+            wait_for(taken.exists, "a worker to take the held request", server)
             assert not held.done()
             # Answered within ANSWER_TIMEOUT_SECONDS each (get raises otherwise).
             answered_by = [get(port, "/pid") for _ in range(20)]
@@ -101,8 +114,8 @@ def test_with_every_thread_busy_a_new_connection_is_still_taken(gunicorn):
     for client in clients:
         client.start()
     try:
-        time.sleep(1)
-        assert answered  # the workers are busy serving the kept-alive connections
+        # The workers are busy serving the kept-alive connections.
+        wait_for(lambda: len(answered) > 0, "the kept-alive connections to be answered", server)
         # Answered within ANSWER_TIMEOUT_SECONDS (get raises otherwise), by a worker.
         assert get(port, "/pid") in server.workers()
     finally:
