@@ -49,6 +49,11 @@ class NotFound(BridgeError):
     reason = "not_found"
 
 
+class NoSuchInvoice(NotFound):
+    """Neither the bridge nor the CRM has the invoice (a re-sync of the never-seen): a bulk
+    re-sync counts it as a failed item, not as an error."""
+
+
 class Conflict(BridgeError):
     """A transition the record's state does not allow."""
 

@@ -192,7 +192,12 @@ class InvoiceDetailSchema(BridgeSchema):
 
 
 class PreviewSchema(BridgeSchema):
-    record = fields.Nested(AdminRecordSchema, required=True)
+    record = fields.Nested(
+        AdminRecordSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "null: the bridge has no record of the invoice yet"},
+    )
     operation = fields.String(required=True, metadata={"enum": ["issue", "update", "cancel"]})
     body = fields.Dict(required=True, metadata={"description": "what a re-sync would send"})
     compared_with = fields.Dict(

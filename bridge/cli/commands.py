@@ -175,22 +175,19 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
 
     Runs here, paced by the CRM's rate limit like the admin API's bulk re-sync, with a
     progress bar and a summary. The write-backs to the CRM are queued for the workers.
+    An id the bridge has no record of is pulled from the CRM and sent as its first issue;
+    one the CRM does not know either is reported as failed.
     Exits 1 when any invoice failed or could not be re-synced.
     """
     if bool(ids) == bool(state):
         raise click.UsageError("give invoice ids, or --state failed|dead (not both)")
     settings = settings_or_exit()
-    from bridge.errors import NotFound
     from bridge.invoices.resync import PROBLEM_RESULTS, RESULTS
     from bridge.services import build_services
 
     services = build_services(settings)
     batches = services.batches
-    try:
-        batch = batches.start(ids=list(ids), state=state, force=force, runner="cli")
-    except NotFound as exc:
-        click.echo(f"bridge resync: {exc.message}", err=True)
-        sys.exit(1)
+    batch = batches.start(ids=list(ids), state=state, force=force, runner="cli")
     if batch.total == 0:
         click.echo(f"No invoices are {state}; nothing to re-sync.")
         return

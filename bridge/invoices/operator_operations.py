@@ -2,13 +2,16 @@
 
 A re-sync pulls, maps and sends (for a cancelled invoice, or one whose cancel is pending,
 the cancel body again, without a pull: it never un-cancels), then writes the outcome back
-to the CRM. A preview makes the same plan and sends and saves nothing.
+to the CRM. A preview makes the same plan and sends and saves nothing. An invoice the
+bridge has no record of (the CRM's call never came) is pulled and sent as its first issue,
+which creates the record; one the CRM has no copy of either is refused (404).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.errors import NoSuchInvoice, NotFound
 from bridge.invoices import rules
 from bridge.invoices.core import (
     InvoiceCore,
@@ -37,10 +40,11 @@ class ResyncOutcome(Outcome):
 class Preview:
     """What a re-sync would send, compared with what was sent last. Nothing is sent."""
 
-    record: Record
+    record: Record | None  # None: the bridge has no record of the invoice (yet)
     operation: str  # issue, update or cancel: how a re-sync would send it
     body: str  # the exact JSON text a re-sync would send
-    compared_with: str | None  # the last body sent: pending (not accepted), else accepted
+    compared_with: str | None  # the last body sent: pending (not accepted), else accepted;
+    # None when nothing was ever sent
     changed: bool  # differs from the body Finan last accepted
     would_send: bool  # a re-sync without force would send it
     diff: str  # unified diff of ``compared_with`` -> ``body``, as indented JSON
@@ -52,14 +56,17 @@ class OperatorOperations:
 
     def preview(self, invoice_id: int) -> Preview:
         """Pull, map and compare with the last body sent; sends nothing and saves nothing."""
-        record = self._core.get(invoice_id)
-        now = situation(record)
+        known = self._core.records.get(invoice_id)
+        record = known or self._core.records.new(invoice_id)
+        now = situation(known)
         plan = rules.decide(now, Operation.RESYNC)
-        body, _code = self._build(record, plan)
+        if plan.action == Action.REFUSE:
+            refuse(plan, invoice_id)
+        body, _code = self._build(record, plan, now)
         content = Content(unchanged=fingerprint(body) == record.fingerprint)
         compared_with = record.pending.body if record.pending else record.last_body
         return Preview(
-            record=record,
+            record=known,
             operation=plan.send_as,
             body=body.decode(),
             compared_with=compared_with,
@@ -76,12 +83,13 @@ class OperatorOperations:
         for). Finan unavailable: queued again, with a fresh schedule.
         """
         core = self._core
-        with core.locked(invoice_id) as (lock, record):
-            now = situation(record)
+        with core.locked(invoice_id) as (lock, known):
+            record = known or core.records.new(invoice_id)  # saved once Finan's answer is in
+            now = situation(known)
             plan = rules.decide(now, Operation.RESYNC)
             if plan.action == Action.REFUSE:
                 refuse(plan, invoice_id)
-            body, code = self._build(record, plan)
+            body, code = self._build(record, plan, now)
             code_is_new = bool(code) and code != record.code  # e.g. a record kept before codes
             record.code = code or record.code
             content = Content(unchanged=fingerprint(body) == record.fingerprint)
@@ -102,10 +110,18 @@ class OperatorOperations:
                 return ResyncOutcome(decision.status, decision.message, record, SENT)
             return ResyncOutcome(202, rules.QUEUED_MESSAGE, record, State.QUEUED)
 
-    def _build(self, record: Record, plan: Decision) -> tuple[bytes, str | None]:
-        """The exact body a re-sync of ``record`` sends as ``plan`` says, and the CRM's
-        invoice code (None when not pulled)."""
+    def _build(
+        self, record: Record, plan: Decision, now: rules.Situation
+    ) -> tuple[bytes, str | None]:
+        """The exact body a re-sync of ``record`` (in ``now``) sends as ``plan`` says, and
+        the CRM's invoice code (None when not pulled)."""
         if plan.body_from is not None:  # a cancel body, from the latest body held: no pull
             return cancel_body_of(record, plan.body_from), None
-        invoice = self._core.pull(record.invoice_id)
+        try:
+            invoice = self._core.pull(record.invoice_id)
+        except NotFound:
+            refused = rules.crm_has_none(now)
+            if refused is None:
+                raise
+            raise NoSuchInvoice(refused.message.format(invoice_id=record.invoice_id)) from None
         return self._core.encode(invoice, record), invoice.get("code")

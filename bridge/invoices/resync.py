@@ -30,7 +30,13 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from bridge.errors import BridgeError, CrmUnavailable, InFlight, NotFound, ProviderRejected
+from bridge.errors import (
+    BridgeError,
+    CrmUnavailable,
+    InFlight,
+    NoSuchInvoice,
+    ProviderRejected,
+)
 from bridge.integrations.tourwell.ratelimit import CrmRateLimiter
 from bridge.invoices.operations import InvoiceOperations
 from bridge.store import queue
@@ -53,7 +59,6 @@ SLICE_SECONDS = 120
 # this many times before that invoice is given up as an error and the batch moves on.
 MAX_CRM_PAUSES = 5
 PROBLEMS_SHOWN = 100
-UNKNOWN_IDS_NAMED = 20  # a refusal names at most this many unknown ids
 
 RESULTS = ("sent", "unchanged", "queued", "failed", "error")
 PROBLEM_RESULTS = ("failed", "error")
@@ -132,23 +137,13 @@ class ResyncBatches:
     ) -> Batch:
         """A new batch of ``ids``, or of every invoice now in ``state``, as stored.
 
-        Every id must be known to the bridge, else ``NotFound`` naming them and no batch.
+        An id the bridge has no record of is re-synced from the CRM's copy like any other;
+        one the CRM has no copy of either is a failed item of the batch.
         """
-        records = self._operations.records
         if state is not None:
+            records = self._operations.records
             return self.create(records.ids_in_state(state), f"state:{state}", force, runner)
-        ids = list(dict.fromkeys(ids or []))
-        unknown = [i for i, found in zip(ids, records.exists(ids), strict=True) if not found]
-        if unknown:
-            named = ", ".join(str(i) for i in unknown[:UNKNOWN_IDS_NAMED])
-            more = len(unknown) - UNKNOWN_IDS_NAMED
-            raise NotFound(
-                f"{_invoice_ids(len(unknown))} unknown to the bridge: {named}"
-                + (f" and {more} more" if more > 0 else "")
-                + "; nothing was re-synced",
-                errors={"ids": [f"unknown: {i}" for i in unknown[:UNKNOWN_IDS_NAMED]]},
-            )
-        return self.create(ids, "ids", force, runner)
+        return self.create(ids or [], "ids", force, runner)
 
     def create(self, ids: Iterable[int], source: str, force: bool, runner: str = "queue") -> Batch:
         """Store a new batch (duplicate ids once, in order). With the queue runner, its
@@ -313,6 +308,8 @@ class ResyncBatches:
             outcome = self._operations.resync(invoice_id, force=force)
         except ProviderRejected as exc:
             return ItemResult(invoice_id, "failed", "failed", f"{exc.code}: {exc.provider_message}")
+        except NoSuchInvoice as exc:  # neither the bridge nor the CRM knows it
+            return ItemResult(invoice_id, "failed", None, exc.message)
         except InFlight:
             return ItemResult(
                 invoice_id, "error", None, "another operation was in flight; re-sync it again"
@@ -359,10 +356,6 @@ class ResyncBatches:
             self._redis, pipe, RESYNC_BATCH_JOB, (batch_id, job_id), f"bulk re-sync {batch_id}",
             job_id=job_id, run_at=run_at,
         )  # fmt: skip
-
-
-def _invoice_ids(count: int) -> str:
-    return "1 invoice id is" if count == 1 else f"{count} invoice ids are"
 
 
 def _job_id(batch_id: str) -> str:

@@ -26,12 +26,18 @@ ISSUED_MESSAGE = "Invoice issued successfully"
 UPDATED_MESSAGE = "Invoice updated successfully"
 UPDATE_UNCHANGED_MESSAGE = "Invoice unchanged; nothing sent to Finan"
 RESYNCED_MESSAGE = "Invoice re-synced: Finan accepted it; the outcome is written back to the CRM"
+RECOVERED_MESSAGE = (
+    "Invoice re-synced: the bridge had no record of it; Finan accepted it as its first issue, "
+    "and the outcome is written back to the CRM"
+)
 RESYNC_UNCHANGED_MESSAGE = (
     "Invoice unchanged since Finan last accepted it; nothing sent (force to send anyway)"
 )
 
 # Refusals: ``{invoice_id}`` is filled in by the caller.
 UNKNOWN = "invoice {invoice_id} is unknown to the bridge"
+# A re-sync of an invoice the bridge has no record of, when the CRM has none either (404).
+UNKNOWN_TO_CRM = "the CRM has no invoice {invoice_id} (and the bridge has no record of it)"
 ISSUE_CANCELLED = "invoice {invoice_id} was cancelled; a cancelled invoice can't be issued again"
 ISSUE_OTHER_CONTENT = (
     "invoice {invoice_id} is already issued with other content; "
@@ -43,7 +49,7 @@ CANCEL_NOT_ISSUED = "invoice {invoice_id} has not been issued yet; nothing to ca
 
 
 class Action(StrEnum):
-    REFUSE = "refuse"  # ``status`` (409, or 404 for a re-sync), ``message``: nothing changes
+    REFUSE = "refuse"  # ``status`` (409; 404: unknown to the CRM too), ``message``: nothing changes
     BUILD = "build"  # build the body (``body_from``, else pull and map), then decide again
     ANSWER = "answer"  # nothing sent: answer from the record (``settles``: issued again)
     REPLACE = "replace"  # becomes the queued operation (its attempts and job kept): 202
@@ -235,8 +241,10 @@ def _cancel(situation: Situation) -> Decision:
 
 
 def _resync(situation: Situation, content: Content | None, force: bool) -> Decision:
-    if not situation.known:
-        return refuse(UNKNOWN, 404)
+    if not situation.known:  # never seen (the CRM's call never came): pulled, sent as an issue
+        if content is None:
+            return Decision(Action.BUILD, send_as=Operation.ISSUE)
+        return Decision(Action.SEND, 200, RECOVERED_MESSAGE, Operation.ISSUE)
     if situation.cancelled:  # never un-cancels: the cancel body again, from the latest body
         body_from = Body.PENDING if situation.pending is not None else Body.ACCEPTED
         send_as, built = Operation.CANCEL, body_from
@@ -247,6 +255,13 @@ def _resync(situation: Situation, content: Content | None, force: bool) -> Decis
     if force or situation.unsettled or situation.state == State.QUEUED or not content.unchanged:
         return Decision(Action.SEND, 200, RESYNCED_MESSAGE, send_as, built)
     return answer(200, RESYNC_UNCHANGED_MESSAGE)
+
+
+def crm_has_none(situation: Situation) -> Decision | None:
+    """The CRM answered that it has no such invoice, pulled for a re-sync or its preview:
+    refused naming the CRM when the bridge has no record either (a bulk re-sync counts it as
+    failed); None: the CRM's own answer stands (the bridge's record names the invoice)."""
+    return None if situation.known else refuse(UNKNOWN_TO_CRM, 404)
 
 
 def answers_repeated_issue(situation: Situation, same_as_accepted: bool) -> bool:

@@ -147,8 +147,8 @@ _ADMIN_ERRORS = {
     400: "The body is not valid UTF-8 JSON.",
     401: "The Bearer token is missing, or is not one of BRIDGE_ADMIN_TOKENS: a CRM token is "
     "refused, and with no admin tokens configured every caller is.",
-    404: "The invoice (or one of the ids, or the batch) is unknown to the bridge, or the CRM "
-    "does not know the invoice it pulls.",
+    404: "The invoice (or the batch) is unknown to the bridge, or the CRM does not know the "
+    "invoice it pulls.",
     409: "Another operation on the invoice is in flight (with Retry-After).",
     422: "An unknown or invalid query parameter or body field (errors names each), or the "
     "invoice can't be mapped.",
@@ -158,8 +158,17 @@ _ADMIN_ERRORS = {
 }
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    return error_responses(*statuses, descriptions=_ADMIN_ERRORS)
+def _errors(*statuses: int, own: dict[int, str] | None = None) -> dict[str, Any]:
+    """The error answers of ``statuses``; ``own``: some of them in the endpoint's words."""
+    return error_responses(*statuses, descriptions={**_ADMIN_ERRORS, **(own or {})})
+
+
+# A preview or re-sync of an invoice the bridge has no record of pulls it from the CRM.
+_NO_SUCH_INVOICE = (
+    "The CRM has no invoice by this id (the message names the CRM). An invoice the bridge "
+    "has no record of, but the CRM has, is not a 404: it is pulled and (re-sync) sent as its "
+    "first issue, creating the record."
+)
 
 
 def _admin(operation_id: str, summary: str, description: str, **doc: Any) -> Any:
@@ -230,8 +239,10 @@ def invoice(invoice_id: int) -> Response:
     "previewAdminResync",
     "Dry run: what a re-sync would send",
     "Pulls the invoice from the CRM, maps it, and shows the body with its diff against "
-    "the last body sent; sends nothing. For a cancelled invoice, the cancel body.",
-    responses=_errors(401, 404, 422, 502, 503),
+    "the last body sent; sends nothing. For a cancelled invoice, the cancel body. For an "
+    "invoice the bridge has no record of: record and compared_with null, the diff against "
+    "nothing, changed and would_send true.",
+    responses=_errors(401, 404, 422, 502, 503, own={404: _NO_SUCH_INVOICE}),
 )
 @_returns(200, PreviewEnvelopeSchema, "The body and its diff.")
 def preview(invoice_id: int) -> Response:
@@ -248,6 +259,8 @@ def preview(invoice_id: int) -> Response:
     message = (
         "A re-sync would send this body" if result.would_send else "Unchanged: nothing to send"
     )
+    if result.record is None:
+        message += " (the bridge has no record of this invoice: it would be its first issue)"
     return answer(_preview_envelope, message, data)
 
 
@@ -257,10 +270,12 @@ def preview(invoice_id: int) -> Response:
     "Re-sync one invoice",
     "Pull, map, send, and write the outcome back to the CRM. Unchanged content is not sent "
     "unless force=1; a failed, dead or queued invoice is always sent. A cancelled invoice "
-    "gets its cancel body again (a re-sync never un-cancels).",
+    "gets its cancel body again (a re-sync never un-cancels). An invoice the bridge has no "
+    "record of (the CRM's call never came) is pulled and sent as its first issue, creating "
+    "the record.",
     parameters=[_FORCE],
     requestBody=json_body('Optional: {"force": true} is the same as force=1.', ResyncBodySchema),
-    responses=_errors(400, 401, 404, 409, 413, 415, 422, 502, 503),
+    responses=_errors(400, 401, 404, 409, 413, 415, 422, 502, 503, own={404: _NO_SUCH_INVOICE}),
 )
 @_returns(200, ResyncEnvelopeSchema, "Sent and accepted, or unchanged.")
 @bp.alt_response(
@@ -284,11 +299,12 @@ def resync(invoice_id: int) -> Response:
     "Re-sync many invoices, paced by the CRM's rate limit",
     "By ids, or every invoice in a state (failed or dead). Accepted at once with a batch "
     "id; workers re-sync the invoices one after another, using at most two thirds of the "
-    "CRM's rate limit.",
+    "CRM's rate limit. An id the bridge has no record of is pulled from the CRM and sent as "
+    "its first issue; one the CRM has no invoice for either is a failed item of the batch.",
     requestBody=json_body(
         "ids or state, not both; force as for one invoice.", BulkResyncSchema, required=True
     ),
-    responses=_errors(400, 401, 404, 413, 415, 422, 503),
+    responses=_errors(400, 401, 413, 415, 422, 503),
 )
 @_returns(202, BatchEnvelopeSchema, "Accepted: the batch and its progress.")
 def bulk_resync() -> Response:

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -369,7 +370,9 @@ def invoice(invoice_id: int) -> Any:
 @login_required
 def preview(invoice_id: int) -> Any:
     result = services().operations.preview(invoice_id)
-    return render_template("admin/preview.html", preview=result, record=result.record)
+    return render_template(
+        "admin/preview.html", preview=result, record=result.record, invoice_id=invoice_id
+    )
 
 
 @bp.post("/invoice/<int:invoice_id>/resync", parameters=[INVOICE_ID])
@@ -396,6 +399,43 @@ def resync(invoice_id: int) -> Any:
     else:
         flash(outcome.message, "ok" if outcome.status == 200 else "warn")
     return redirect(url_for(".invoice", invoice_id=invoice_id), 303)
+
+
+# The "re-sync invoice by id" box: an id the bridge may have no record of (the CRM's call
+# never came). ASCII digits only (``str.isdigit`` takes other scripts' digits too).
+INVOICE_ID_FIELD = re.compile(r"[0-9]{1,18}")
+
+
+@bp.post("/resync-by-id")
+@page(
+    "resyncByIdForm",
+    "Preview or re-sync an invoice by its id, known to the bridge or not",
+    {
+        "303": redirect_to(
+            "Preview: to the preview page. Re-sync: done (or refused, with the reason), to "
+            "the invoice."
+        ),
+        "302": _LOGIN,
+        "403": _FORBIDDEN,
+        "404": _NOT_FOUND,
+        "422": html("The id is not a whole number of ASCII digits, or the action is unknown."),
+    },
+    form=form(
+        invoice_id={"type": "string", "pattern": "^[0-9]{1,18}$"},
+        action={"type": "string", "enum": ["preview", "resync"]},
+    ),
+)
+@login_required
+def resync_by_id() -> Any:
+    raw = request.form.get("invoice_id", "").strip()
+    action = request.form.get("action", "")
+    if not INVOICE_ID_FIELD.fullmatch(raw) or int(raw) < 1:
+        return page_error(422, "An invoice id is a whole number from 1, in digits 0-9.")
+    if action == "preview":
+        return redirect(url_for(".preview", invoice_id=int(raw)), 303)
+    if action == "resync":
+        return resync(invoice_id=int(raw))
+    return page_error(422, "Choose Preview or Re-sync.")
 
 
 @bp.post("/bulk-resync")

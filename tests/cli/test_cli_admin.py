@@ -84,7 +84,8 @@ def test_resync_exits_1_naming_problems(app, client, crm_headers, finan):
     assert any(line.split()[:2] == ["20", "failed"] for line in rejected.output.splitlines())
     assert "invalid invoice" in rejected.output
     assert unknown.exit_code == 1
-    assert "unknown to the bridge: 999" in unknown.output
+    assert any(line.split()[:3] == ["999", "failed", "-"] for line in unknown.output.splitlines())
+    assert "the CRM has no invoice 999" in unknown.output
 
 
 @pytest.mark.parametrize("args", [[], ["17", "--state", "failed"], ["--state", "issued"], ["x"]])

@@ -14,9 +14,10 @@ from bridge.invoices.rules import (
     ISSUE_OTHER_CONTENT,
     ISSUED_MESSAGE,
     QUEUED_MESSAGE,
+    RECOVERED_MESSAGE,
     RESYNC_UNCHANGED_MESSAGE,
     RESYNCED_MESSAGE,
-    UNKNOWN,
+    UNKNOWN_TO_CRM,
     UPDATE_CANCELLED,
     UPDATE_NOT_ISSUED,
     UPDATE_UNCHANGED_MESSAGE,
@@ -148,7 +149,10 @@ TABLE = [
     (DEAD_CANCEL, CANCEL, None, False, send(201, CANCEL_MESSAGE, CANCEL, Body.PENDING)),
     (DEAD_CANCEL_FIRST, CANCEL, None, False, send(201, CANCEL_MESSAGE, CANCEL, Body.PENDING)),
     # --- an operator's re-sync ---
-    (NONE, RESYNC, None, False, refused(UNKNOWN, 404)),
+    # no record (the CRM's call never came): pulled, mapped, sent as the first issue
+    (NONE, RESYNC, None, False, build(ISSUE)),
+    (NONE, RESYNC, OTHER, False, send(200, RECOVERED_MESSAGE, ISSUE)),
+    (NONE, RESYNC, OTHER, True, send(200, RECOVERED_MESSAGE, ISSUE)),
     (ISSUED, RESYNC, None, False, build(UPDATE)),
     (QUEUED_ISSUE, RESYNC, None, False, build(ISSUE)),
     (FAILED_ISSUE, RESYNC, None, False, build(ISSUE)),
@@ -292,3 +296,20 @@ def test_a_refusal_names_the_invoice():
         "invoice 17 is already issued with other content; "
         "send an update (PUT /api/v1/invoices/17) instead"
     )
+
+
+@pytest.mark.parametrize(
+    ("situation", "decision"),
+    [
+        (NONE, refused(UNKNOWN_TO_CRM, 404)),  # nobody knows it: 404 naming the CRM
+        (ISSUED, None),  # the bridge's record names it: the CRM's own 404 stands
+        (FAILED_ISSUE, None),
+        (QUEUED_UPDATE, None),
+    ],
+)
+def test_a_resync_the_crm_has_no_invoice_for(situation, decision):
+    assert rules.crm_has_none(situation) == decision
+    if decision is not None:
+        assert decision.message.format(invoice_id=42) == (
+            "the CRM has no invoice 42 (and the bridge has no record of it)"
+        )
