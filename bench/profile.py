@@ -42,7 +42,7 @@ CATEGORIES = (
     ("signing", ("bridge/integrations/finan/signing.py",)),
     (
         "HTTP call to Finan (requests)",
-        ("requests/", "urllib3/", "http/client.py", "tenacity/", "bridge/clients/"),
+        ("requests/", "urllib3/", "http/client.py", "tenacity/", "bridge/integrations/"),
     ),
     ("load the CRM invoice (marshmallow)", ("schemas/tourwell.py",)),
     ("map to Finan's body", ("bridge/invoices/mapping.py",)),
@@ -51,7 +51,10 @@ CATEGORIES = (
     ("record (de)serialisation", ("bridge/store/records.py", "bridge/store/encryption.py")),
     ("idempotency key", ("bridge/store/idempotency.py",)),
     ("answer envelope", ("schemas/bridge.py",)),
-    ("bridge request handling (auth, body, JSON)", ("bridge/web/crm_api.py",)),
+    (
+        "bridge request handling (auth, body, JSON)",
+        ("bridge/web/crm_api.py", "bridge/web/http.py", "schemas/json_input.py"),
+    ),
     ("other bridge code (operations)", ("bridge/",)),
     ("Flask and werkzeug", ("flask/", "werkzeug/")),
     ("gunicorn (HTTP parsing, I/O)", ("gunicorn/",)),

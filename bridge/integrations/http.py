@@ -1,18 +1,33 @@
-"""What both outside-system clients share: sessions, timeouts, Retry-After, the inline retry
-policy."""
+"""What both outside-system clients share: sessions, timeouts, the deadline, Retry-After, the
+inline retry policy.
+
+**The deadline.** requests' read timeout bounds each read, not a whole answer: a server (or a
+proxy) that trickles its body a byte at a time keeps a call alive indefinitely. So every
+call to Finan or the CRM also has a wall-clock deadline (``CALL_DEADLINE_SECONDS`` for all its
+inline tries and the waits between them, ``TRY_DEADLINE_SECONDS`` for each try): the answer
+is streamed (``stream=True``) and read in chunks (urllib3's public ``read1``), the socket's
+timeout for each read shortened to what is left, and the response closed when the deadline
+passes. A try cut off there raises ``DeadlineExceeded``, a ``requests.Timeout``: it is
+treated as a timeout (it may have reached the other side). So no call can outlive half the
+invoice lock's expiry (``bridge/store/lock.py``), which the lock's fence relies on.
+What the deadline does not bound: a server that trickles its *headers* (http.client reads
+them before the bridge gets the response), beyond the read timeout of each byte.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TypeVar
 
 import requests
+import urllib3
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -42,6 +57,16 @@ MAX_INLINE_RETRY_AFTER_SECONDS = 5.0
 BACKOFF_INITIAL_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 2.0
 BACKOFF_JITTER_SECONDS = 0.2
+# The wall-clock deadline of one call (all its tries and the waits between them), and of
+# each try. The call's must stay well under half the invoice lock's expiry
+# (LOCK_TIMEOUT_SECONDS / 2 = 60 s: the lock is renewed to its full expiry just before the
+# call to Finan when less than half is left), so the call to Finan never outlives the lock.
+CALL_DEADLINE_SECONDS = 40.0
+TRY_DEADLINE_SECONDS = 15.0
+# A try is not started with less than this left of the call's deadline.
+MIN_TRY_SECONDS = 1.0
+# How much of an answer's body is read at a time (at most; a trickle returns less).
+READ_CHUNK_BYTES = 65536
 
 
 class RetryableAnswer(Exception):
@@ -75,6 +100,94 @@ class TransportFailures:
             raise RetryableAnswer(self._timed_out) from exc
         if isinstance(exc, requests.ConnectionError):
             raise RetryableAnswer(self._unreachable) from exc
+
+
+class DeadlineExceeded(requests.Timeout):
+    """The call's (or the try's) wall-clock deadline passed before the answer was read whole.
+    A ``requests.Timeout``: treated like one (the request may have reached the other side)."""
+
+
+class Deadline:
+    """A moment on the monotonic clock a call must end by."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.seconds = seconds
+        self.at = clock() + seconds
+
+    def remaining(self) -> float:
+        return self.at - self._clock()
+
+    def postpone(self, seconds: float) -> None:
+        """Move the deadline ``seconds`` later (time spent on something bounded apart)."""
+        self.at += seconds
+
+    def sooner(self, seconds: float) -> Deadline:
+        """This deadline, or ``seconds`` from now if that comes first (a try's deadline)."""
+        if self.remaining() <= seconds:
+            return self
+        return Deadline(seconds, self._clock)
+
+    def check(self) -> float:
+        """The seconds left; raises ``DeadlineExceeded`` if none are."""
+        left = self.remaining()
+        if left <= 0:
+            raise DeadlineExceeded(f"cut off at the deadline of {self.seconds:g} s")
+        return left
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer read whole within its deadline: status, headers and body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def timeout_within(timeout: tuple[float, float], deadline: Deadline) -> tuple[float, float]:
+    """``(connect, read)`` timeouts, each no longer than what is left of ``deadline``."""
+    left = deadline.check()
+    connect, read = timeout
+    return (min(connect, left), min(read, left))
+
+
+def read_within(response: requests.Response, deadline: Deadline) -> Answer:
+    """Read a streamed (``stream=True``) ``response`` whole before ``deadline``, or raise
+    ``DeadlineExceeded`` (a read timeout raises ``requests.ReadTimeout``, a broken
+    connection ``requests.ConnectionError``, as requests would). A whole answer's connection
+    goes back to the pool; a cut one is closed (the rest of the answer is still on it)."""
+    raw = response.raw
+    sock = getattr(raw.connection, "sock", None)  # urllib3's public HTTPResponse.connection
+    chunks = []
+    try:
+        while True:
+            left = deadline.check()
+            if sock is not None:  # no single read may wait past the deadline either
+                sock.settimeout(min(left, sock.gettimeout() or left))
+            chunk = raw.read1(READ_CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except requests.RequestException:  # DeadlineExceeded (an OSError too, so first)
+        response.close()
+        raise
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        response.close()
+        if deadline.remaining() <= 0:
+            raise DeadlineExceeded(f"cut off at the deadline of {deadline.seconds:g} s") from exc
+        raise requests.ReadTimeout(exc) from exc
+    except (urllib3.exceptions.ProtocolError, OSError) as exc:
+        response.close()
+        raise requests.ConnectionError(exc) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        response.close()
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except BaseException:
+        response.close()
+        raise
+    raw.release_conn()
+    return Answer(response.status_code, response.headers, b"".join(chunks))
 
 
 def retry_after_seconds(exc: RetryableAnswer, default: int) -> int:
@@ -111,13 +224,18 @@ def _wait(state: RetryCallState) -> float:
     return max(_backoff(state), retry_after)
 
 
-def _stop(attempts: int) -> Callable[[RetryCallState], bool]:
+def _stop(attempts: int, deadline: Deadline | None) -> Callable[[RetryCallState], bool]:
     by_count = stop_after_attempt(attempts)
 
     def stop(state: RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome else None
         too_long = (getattr(exc, "retry_after", None) or 0) > MAX_INLINE_RETRY_AFTER_SECONDS
-        return too_long or by_count(state)
+        # The wait before the next try (computed before this check) and that try must fit
+        # in what is left of the call's deadline.
+        out_of_time = (
+            deadline is not None and deadline.remaining() - state.upcoming_sleep < MIN_TRY_SECONDS
+        )
+        return too_long or out_of_time or by_count(state)
 
     return stop
 
@@ -127,8 +245,13 @@ def call_with_retries(
     attempts: int,
     system: str = "other",
     sleep: Sleep = DEFAULT_SLEEP,
+    deadline: Deadline | None = None,
 ) -> T:
     """Run ``attempt`` until it returns, retrying only ``RetryableAnswer``.
+
+    With a ``deadline`` (the call's), no retry is started, nor waited for, unless it and
+    ``MIN_TRY_SECONDS`` fit before it; ``attempt`` itself bounds each try by it
+    (``Deadline.sooner``, ``timeout_within``, ``read_within``).
 
     After the last try the last ``RetryableAnswer`` propagates; any other exception (a
     client-class answer, say) propagates at once. Each retry is counted under ``system``
@@ -146,7 +269,7 @@ def call_with_retries(
         )
 
     retrying = Retrying(
-        stop=_stop(attempts),
+        stop=_stop(attempts, deadline),
         wait=_wait,
         retry=retry_if_exception_type(RetryableAnswer),
         before_sleep=count_retry,

@@ -49,7 +49,10 @@ UPDATED_MESSAGE = "Bạn vừa thực hiện cập nhật thành công hoá đơ
 # the bridge must classify by the code, not by the HTTP status.
 # "hang" waits ``delay`` before handling the request; "late_answer" handles (stores) it
 # first and then waits ``delay`` before answering, so a caller that gave up, or died, in the
-# meantime never learns that Finan took it.
+# meantime never learns that Finan took it. "trickle" handles (stores) it, sends the
+# answer's headers at once, then its body one byte every ``delay`` seconds: each read the
+# caller makes gets a byte well within any read timeout, so only a deadline on the whole
+# answer ends it.
 FAULT_MODES = (
     "server_error",
     "server_error_200",
@@ -58,6 +61,7 @@ FAULT_MODES = (
     "hang",
     "late_answer",
     "reset",
+    "trickle",
 )
 
 _VIETNAM = timezone(timedelta(hours=7))  # Finan stamps created_at in Vietnam time
@@ -208,6 +212,22 @@ def _fault_response(fault: Fault) -> Response:
     return _envelope(400, CODE_REJECTED, "invalid invoice")  # "client_error"
 
 
+def _trickled(response: Response, every: float) -> Response:
+    """``response`` with its headers (Content-Length included) sent at once and its body one
+    byte every ``every`` seconds."""
+    body = response.get_data()
+
+    def bytes_one_by_one():
+        for index in range(len(body)):
+            if index:
+                time.sleep(every)
+            yield body[index : index + 1]
+
+    trickled = Response(bytes_one_by_one(), status=response.status_code)
+    trickled.headers = response.headers.copy()
+    return trickled
+
+
 def create_finan_app(
     *,
     client_id: str,
@@ -241,13 +261,15 @@ def create_finan_app(
             return response
 
         fault = state.take_fault()
-        late_by = 0.0
+        late_by = trickle_every = 0.0
         if fault is not None:
             entry["fault"] = fault.mode
             if fault.mode == "hang":
                 time.sleep(fault.delay)
             elif fault.mode == "late_answer":
                 late_by = fault.delay
+            elif fault.mode == "trickle":
+                trickle_every = fault.delay
             elif fault.mode == "reset":
                 entry.update(status=None, outcome="fault:reset")
                 state.log(entry)
@@ -285,8 +307,10 @@ def create_finan_app(
         data, created = state.store(target, entry["body"], totals, now)
         time.sleep(late_by)
         if created:
-            return finish(_envelope(200, CODE_CREATED, CREATED_MESSAGE, data), "created")
-        return finish(_envelope(200, CODE_UPDATED, UPDATED_MESSAGE, data), "updated")
+            answer = finish(_envelope(200, CODE_CREATED, CREATED_MESSAGE, data), "created")
+        else:
+            answer = finish(_envelope(200, CODE_UPDATED, UPDATED_MESSAGE, data), "updated")
+        return _trickled(answer, trickle_every) if trickle_every else answer
 
     api = f"{prefix}/api/v1/invoice"
     app.add_url_rule(

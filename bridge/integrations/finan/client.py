@@ -3,11 +3,14 @@
 Answers are classified by the envelope's code (its third digit is the HTTP class):
 success returns a ``FinanAnswer``; a client-class code raises ``ProviderRejected`` at once
 (the same body would be refused again); timeouts, resets, 429, HTTP 5xx and server-class
-codes are retried inline a few times, then raise ``ProviderUnavailable``.
+codes are retried inline a few times, then raise ``ProviderUnavailable``. The whole call,
+every try included, ends by its deadline (``bridge.integrations.http``): an answer still
+being read then is cut off and counts as a timeout.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +22,22 @@ from bridge.config import Settings
 from bridge.errors import ProviderRejected, ProviderUnavailable
 from bridge.integrations.finan.signing import FinanAuth
 from bridge.integrations.http import (
+    CALL_DEADLINE_SECONDS,
     DEFAULT_SLEEP,
     INLINE_ATTEMPTS,
     TIMEOUT_SECONDS,
+    TRY_DEADLINE_SECONDS,
+    Answer,
+    Deadline,
     RetryableAnswer,
     Sleep,
     ThreadLocalSession,
     TransportFailures,
     call_with_retries,
     parse_retry_after,
+    read_within,
     retry_after_seconds,
+    timeout_within,
 )
 from bridge.observability.metrics import FINAN_CALLS, FINAN_REQUEST_DURATION
 from schemas.finan import ResponseEnvelopeSchema, code_class
@@ -64,7 +73,10 @@ class FinanClient:
         attempts: int = INLINE_ATTEMPTS,
         timeout: tuple[float, float] = TIMEOUT_SECONDS,
         sleep: Sleep = DEFAULT_SLEEP,
+        deadline: float = CALL_DEADLINE_SECONDS,
     ) -> None:
+        """``deadline``: the seconds one call (``update_invoice``) may take in all, every try
+        and wait included (each try also at most ``TRY_DEADLINE_SECONDS``)."""
         self._base_url = settings.provider_base_url
         self._auth = FinanAuth(
             settings.provider_client_id, settings.provider_secret_key, settings.provider_base_url
@@ -72,15 +84,21 @@ class FinanClient:
         self._attempts = attempts
         self._timeout = timeout
         self._sleep = sleep  # spends the waits between inline tries
+        self._deadline = deadline
         self._sessions = ThreadLocalSession()
 
     def update_invoice(self, provider_invoice_id: str, body: bytes) -> FinanAnswer:
         """Send ``body`` (the exact bytes that get signed) to update-invoice."""
         url = f"{self._base_url}/api/v1/invoice/update-invoice/{provider_invoice_id}"
         outcome = "error"  # anything but the three below is a bug, counted as such
+        deadline = Deadline(self._deadline)
         try:
             answer = call_with_retries(
-                lambda: self._put_once(url, body), self._attempts, system="finan", sleep=self._sleep
+                lambda: self._put_once(url, body, deadline.sooner(TRY_DEADLINE_SECONDS)),
+                self._attempts,
+                system="finan",
+                sleep=self._sleep,
+                deadline=deadline,
             )
             outcome = "accepted"
             # The operation's own closing line says how it ended; this is only detail.
@@ -101,23 +119,28 @@ class FinanClient:
         finally:
             FINAN_CALLS.labels(outcome).inc()
 
-    def _put_once(self, url: str, body: bytes) -> FinanAnswer:
-        with _transport_failures:
-            # A prepared request sent on the session: the session's merging of its own
-            # headers, cookies and settings (none of which the bridge sets) is skipped.
-            request = requests.Request(
-                "PUT", url, data=body, headers=_JSON_BODY, auth=self._auth
-            ).prepare()
-            with FINAN_REQUEST_DURATION.time():
-                response = self._sessions.get().send(request, timeout=self._timeout)
-        return self._classify(response)
+    def _put_once(self, url: str, body: bytes, deadline: Deadline) -> FinanAnswer:
+        # A prepared request sent on the session: the session's merging of its own
+        # headers, cookies and settings (none of which the bridge sets) is skipped.
+        request = requests.Request(
+            "PUT", url, data=body, headers=_JSON_BODY, auth=self._auth
+        ).prepare()
+        return self._classify(self._send(request, deadline))
 
-    def _classify(self, response: requests.Response) -> FinanAnswer:
+    def _send(self, request: requests.PreparedRequest, deadline: Deadline) -> Answer:
+        """One try: the answer read whole by ``deadline``, or ``RetryableAnswer`` (a
+        timeout, the deadline passing, a reset)."""
+        with _transport_failures, FINAN_REQUEST_DURATION.time():
+            timeout = timeout_within(self._timeout, deadline)
+            streamed = self._sessions.get().send(request, timeout=timeout, stream=True)
+            return read_within(streamed, deadline)
+
+    def _classify(self, response: Answer) -> FinanAnswer:
         """Finan's envelope code decides when there is one; otherwise the HTTP status does."""
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         try:
-            envelope = _envelope_schema.load(response.json())
+            envelope = _envelope_schema.load(json.loads(response.content))
         except (ValueError, ValidationError):
             envelope = {}
         code, message = envelope.get("code"), message_of(envelope)

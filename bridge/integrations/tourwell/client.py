@@ -3,30 +3,38 @@
 Every call first takes a slot of the shared 60-per-minute window (``CrmRateLimiter``), so
 web processes and workers together stay under the CRM's limit. 429 and 5xx answers,
 timeouts and resets are retried inline (honouring ``Retry-After``), then become
-``CrmUnavailable`` (503 to our caller). A refused token is an operator's problem and says so.
+``CrmUnavailable`` (503 to our caller). The HTTP part of a call, every try included, ends by
+its deadline (``bridge.integrations.http``): an answer still being read then is cut off and
+counts as a timeout. A refused token is an operator's problem and says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import redis
-import requests
 
 from bridge.config import Settings
 from bridge.errors import CrmFailed, CrmRejectedToken, CrmUnavailable, NotFound
 from bridge.integrations.http import (
+    CALL_DEADLINE_SECONDS,
     DEFAULT_SLEEP,
     INLINE_ATTEMPTS,
     TIMEOUT_SECONDS,
+    TRY_DEADLINE_SECONDS,
+    Answer,
+    Deadline,
     RetryableAnswer,
     Sleep,
     ThreadLocalSession,
     TransportFailures,
     call_with_retries,
     parse_retry_after,
+    read_within,
     retry_after_seconds,
+    timeout_within,
 )
 from bridge.integrations.tourwell.ratelimit import CrmRateLimiter
 from schemas import json_input
@@ -53,7 +61,11 @@ class TourwellClient:
         timeout: tuple[float, float] = TIMEOUT_SECONDS,
         rate_limit_wait: float = MAX_RATE_LIMIT_WAIT_SECONDS,
         sleep: Sleep = DEFAULT_SLEEP,
+        deadline: float = CALL_DEADLINE_SECONDS,
     ) -> None:
+        """``deadline``: the seconds the HTTP tries of one call may take in all, waits
+        between them included (each try also at most ``TRY_DEADLINE_SECONDS``); the wait
+        for a rate-limit slot (``rate_limit_wait``) comes before each try, outside it."""
         self._base_url = settings.tourwell_base_url
         self._headers = crm_headers(settings.tourwell_api_token)
         token_id = hashlib.sha256(settings.tourwell_api_token.encode()).hexdigest()[:16]
@@ -62,6 +74,7 @@ class TourwellClient:
         self._timeout = timeout
         self._rate_limit_wait = rate_limit_wait
         self._sleep = sleep  # spends the waits between inline tries
+        self._deadline = deadline
         self._sessions = ThreadLocalSession()
 
     def get_invoice(self, invoice_id: int) -> dict[str, Any]:
@@ -82,17 +95,25 @@ class TourwellClient:
         """``PUT /api/v1/invoices/{id}``: record an outcome (note, total, lookup_url) in the CRM."""
         self._call("PUT", f"/api/v1/invoices/{invoice_id}", invoice_id, json=fields)
 
-    def _call(self, method: str, path: str, invoice_id: int, json: Any = None) -> requests.Response:
-        def attempt() -> requests.Response:
+    def _call(self, method: str, path: str, invoice_id: int, json: Any = None) -> Answer:
+        deadline = Deadline(self._deadline)
+
+        def attempt() -> Answer:
+            waiting_since = time.monotonic()
             self._limiter.acquire(self._rate_limit_wait)
+            # The wait for a slot is bounded on its own (rate_limit_wait), not by the deadline.
+            deadline.postpone(time.monotonic() - waiting_since)
+            try_deadline = deadline.sooner(TRY_DEADLINE_SECONDS)
             with _transport_failures:
-                response = self._sessions.get().request(
+                streamed = self._sessions.get().request(
                     method,
                     self._base_url + path,
                     headers=self._headers,
                     json=json,
-                    timeout=self._timeout,
+                    timeout=timeout_within(self._timeout, try_deadline),
+                    stream=True,
                 )
+                response = read_within(streamed, try_deadline)
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableAnswer(
                     f"the CRM answered HTTP {response.status_code}",
@@ -102,7 +123,7 @@ class TourwellClient:
 
         try:
             response = call_with_retries(
-                attempt, self._attempts, system="tourwell", sleep=self._sleep
+                attempt, self._attempts, system="tourwell", sleep=self._sleep, deadline=deadline
             )
         except RetryableAnswer as exc:
             raise CrmUnavailable(
