@@ -47,6 +47,8 @@ class Settings:
     # Seconds before each queued attempt at Finan; after the last, dead
     # (docs/contract/semantics.md#queue).
     retry_schedule: tuple[int, ...] = (10, 60, 300, 1800, 7200, 21600, 43200)
+    # `bridge worker` serves its metrics on this port (GET /metrics); None: not served.
+    worker_metrics_port: int | None = None
 
     def __repr__(self) -> str:  # never let a secret reach a log through repr()
         return (
@@ -154,6 +156,13 @@ def _fernet_keys(raw: str) -> tuple[str, ...]:
     return keys
 
 
+def _port(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 65535:
+        raise ValueError(f"must be a TCP port, 1 to 65535, got {value}")
+    return value
+
+
 def _schedule(raw: str) -> tuple[int, ...]:
     try:
         delays = tuple(int(v.strip()) for v in raw.split(",") if v.strip())
@@ -183,6 +192,7 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str], Any], bool]] = {
     "BRIDGE_IDEMPOTENCY_TTL": ("idempotency_ttl", _positive_int, False),
     "BRIDGE_ENCRYPTION_KEY": ("encryption_keys", _fernet_keys, False),
     "BRIDGE_RETRY_SCHEDULE": ("retry_schedule", _schedule, False),
+    "BRIDGE_WORKER_METRICS_PORT": ("worker_metrics_port", _port, False),
 }
 
 

@@ -66,6 +66,7 @@ MULTIPROCESS = {
     "web/test_gunicorn_worker.py",
     "observability/test_logs.py::test_gunicorn_writes_every_line_as_json_without_secrets",
     "store/test_embedded_redis.py",
+    "worker/test_worker_metrics.py",
 }
 BROWSER = {"web/test_admin_browser.py"}  # Debian's chromium, driven by Playwright
 # The slowest files (each over ~5 s; docs/testing.md)

@@ -52,8 +52,10 @@ def test_every_variable_of_the_design_is_in_the_table():
         "BRIDGE_IDEMPOTENCY_TTL",
         "BRIDGE_ENCRYPTION_KEY",
     }
-    # The bridge's own addition (docs/reliability.md): the queue's retry schedule.
-    assert set(SETTINGS_TABLE) == design | {"BRIDGE_RETRY_SCHEDULE"}
+    # The bridge's own additions: the queue's retry schedule (docs/reliability.md), the
+    # worker's metrics port (docs/operators.md).
+    own = {"BRIDGE_RETRY_SCHEDULE", "BRIDGE_WORKER_METRICS_PORT"}
+    assert set(SETTINGS_TABLE) == design | own
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,13 @@ def serve(host: str, port: int, config_path: str) -> None:
 def worker(burst: bool) -> None:
     """Run a queue worker (with RQ's scheduler) on the bridge's Redis."""
     settings = settings_or_exit()
+    from bridge.observability import worker_metrics
+
+    metrics = None
+    if settings.worker_metrics_port:
+        # Before prometheus_client is imported (by what follows): the work horses' counts
+        # reach the worker's /metrics through files (bridge/observability/worker_metrics.py).
+        metrics = worker_metrics.WorkerMetrics(worker_metrics.use_private_directory())
     from bridge.observability import logs
     from bridge.services import build_services
     from bridge.store.queue import bridge_queue
@@ -137,8 +144,13 @@ def worker(burst: bool) -> None:
 
     logs.configure_logging()  # JSON lines, like the web processes; RQ's lines included
     services = build_services(settings)
+    if metrics is not None:
+        metrics.serve(settings.worker_metrics_port)
     worker = BridgeWorker(
-        [bridge_queue(services.redis)], connection=services.redis, services=services
+        [bridge_queue(services.redis)],
+        connection=services.redis,
+        services=services,
+        after_each_job=metrics.fold_finished_horses if metrics is not None else None,
     )
     worker.work(with_scheduler=True, burst=burst)
 
@@ -207,10 +219,33 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
     click.echo(summary_table(items))
     counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
     click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
+    click.echo(finan_calls_line())
     if counts["sent"]:
         click.echo("The outcomes are queued to be written back to the CRM by the workers.")
     if any(counts[result] for result in PROBLEM_RESULTS):
         sys.exit(1)
+
+
+def finan_calls_line() -> str:
+    """This process's Finan calls by outcome, and its inline retries: a CLI run has no
+    /metrics a Prometheus could scrape, so it says them (and logs them) when it ends."""
+    import logging
+
+    from prometheus_client import REGISTRY
+
+    from bridge.observability.metrics import FINAN_OUTCOMES, RETRY_SYSTEMS
+
+    def count(name: str, labels: dict[str, str]) -> int:
+        return int(REGISTRY.get_sample_value(name, labels) or 0)
+
+    calls = {o: count("bridge_finan_calls_total", {"outcome": o}) for o in FINAN_OUTCOMES}
+    retries = {s: count("bridge_inline_retries_total", {"system": s}) for s in RETRY_SYSTEMS}
+    line = "Finan calls: " + ", ".join(f"{o} {n}" for o, n in calls.items())
+    line += "; inline retries: " + ", ".join(f"{s} {n}" for s, n in retries.items())
+    logging.getLogger("bridge.cli").info(
+        line, extra={"finan_calls": calls, "inline_retries": retries}
+    )
+    return line
 
 
 def summary_table(items: list[ItemResult]) -> str:

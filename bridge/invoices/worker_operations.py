@@ -16,6 +16,13 @@ from schemas.states import Caller, State
 log = logging.getLogger("bridge.invoices.operations")  # its name before the split
 
 
+class QueuedOperationFailed(Exception):
+    """The queued attempt ended the operation for good: Finan rejected it (the record is
+    ``failed``) or the retry schedule is spent (``dead``). Raised by ``send_pending`` after
+    the record is saved, so that the queue job ends as a failed RQ job with this reason
+    (``bridge.worker.jobs.sync_invoice``); the message is the worker's outcome line."""
+
+
 class WorkerOperations:
     def __init__(self, core: InvoiceCore) -> None:
         self._core = core
@@ -24,7 +31,8 @@ class WorkerOperations:
         """The queue job: send the invoice's pending operation, if this job is still its job.
 
         Waits for the invoice's lock (an inline operation may hold it). Returns what
-        happened, for the worker's log.
+        happened, for the worker's log; raises ``QueuedOperationFailed`` (the record saved
+        first) when the attempt left the invoice failed or dead.
         """
         core = self._core
         # The body to send is the pending one: the last accepted body is not needed.
@@ -36,14 +44,18 @@ class WorkerOperations:
             answer = core.call_finan(lock, record, pending)
             if isinstance(answer, ProviderRejected):
                 core.reject(record, pending, answer, Caller.WORKER, write_back=True)
-                return f"rejected by Finan ({answer.code})"
+                raise QueuedOperationFailed(f"rejected by Finan ({answer.code}); failed")
             if isinstance(answer, ProviderUnavailable):
                 pending.attempts += 1
                 if rules.retries(pending.attempts, core.retry_schedule):
                     core.enqueue(record, pending, answer.message, Caller.WORKER)
                     return f"Finan unavailable; attempt {pending.attempts + 1} scheduled"
                 core.give_up(record, pending, answer.message)
-                return f"Finan unavailable after {queued_attempts(pending)}; dead"
+                # Finan's own words may quote the customer: they stay on the (encrypted)
+                # record, out of the job's exc_info and the logs.
+                raise QueuedOperationFailed(
+                    f"Finan unavailable after {queued_attempts(pending)}; dead"
+                )
             core.accept(lock, record, pending, answer, Caller.WORKER, write_back=True)
             return f"sent; {record.state}"
 

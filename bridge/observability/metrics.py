@@ -70,6 +70,25 @@ TOTALS_REFUSALS = Counter(
     "Invoices refused (422) because the total Finan would compute differs from the CRM's.",
 )
 
+CRM_RATE_LIMIT = Counter(
+    "bridge_crm_rate_limit",
+    "Calls to the CRM that found the shared per-minute window full: waited (for a slot, "
+    "then went ahead) or refused (no slot within the wait: the caller got CRM unavailable).",
+    ["outcome"],
+)
+
+# Every label value known in advance starts at 0, so a rate or an alert on it has a series
+# before the first event (increase(...{outcome="rejected"}[5m]) is 0, not absent).
+FINAN_OUTCOMES = ("accepted", "rejected", "unavailable", "error")
+RETRY_SYSTEMS = ("finan", "tourwell")
+CRM_RATE_LIMIT_OUTCOMES = ("waited", "refused")
+for _outcome in FINAN_OUTCOMES:
+    FINAN_CALLS.labels(_outcome)
+for _system in RETRY_SYSTEMS:
+    RETRIES.labels(_system)
+for _outcome in CRM_RATE_LIMIT_OUTCOMES:
+    CRM_RATE_LIMIT.labels(_outcome)
+
 UNMATCHED_ENDPOINT = "unmatched"  # no URL rule matched (404, 405): never the raw path
 # Any token is a valid HTTP method: others are counted together so a caller can't grow
 # the number of series.

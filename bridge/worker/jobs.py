@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -25,6 +25,7 @@ from rq import SimpleWorker, Worker, get_current_job
 
 from bridge.errors import BridgeError, CrmUnavailable
 from bridge.invoices.mapping import round_dong
+from bridge.invoices.worker_operations import QueuedOperationFailed
 from bridge.observability.logs import log_context
 from bridge.services import Services
 from bridge.store.queue import QUEUE_NAME
@@ -71,8 +72,18 @@ def _current() -> Services:
 
 
 def sync_invoice(invoice_id: int, job_id: str) -> str:
+    """Send the invoice's pending operation. An attempt that leaves the invoice failed or
+    dead fails the job (RQ's failed registry, the reason in its ``exc_info``), and RQ does
+    not retry it: its crash retries are for a job that crashed, and this one did its work."""
     with log_context(invoice_id=invoice_id, operation="sync", job_id=job_id):
-        outcome = _current().operations.send_pending(invoice_id, job_id)
+        try:
+            outcome = _current().operations.send_pending(invoice_id, job_id)
+        except QueuedOperationFailed as exc:
+            log.warning("queued operation: %s", exc)
+            job = get_current_job()
+            if job is not None:
+                job.retries_left = 0  # read by RQ's failure handling in this process
+            raise
         log.info("queued operation: %s", outcome)
         return outcome
 
@@ -174,7 +185,27 @@ class _WithServices:
 
 
 class BridgeWorker(_WithServices, Worker):
-    """``bridge worker``: RQ's forking worker, each job in a work horse of its own."""
+    """``bridge worker``: RQ's forking worker, each job in a work horse of its own.
+
+    ``after_each_job`` runs in the worker once the job's horse has exited (the worker's
+    metrics fold the horse's counter files: ``bridge.observability.worker_metrics``).
+    """
+
+    def __init__(
+        self, *args: Any, after_each_job: Callable[[], object] | None = None, **kwargs: Any
+    ) -> None:
+        self._after_each_job = after_each_job
+        super().__init__(*args, **kwargs)
+
+    def execute_job(self, job: Any, queue: Any) -> Any:
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            if self._after_each_job is not None:
+                try:
+                    self._after_each_job()
+                except Exception:  # never stop the worker for its metrics
+                    log.exception("the worker's after-job step failed")
 
 
 class InProcessWorker(_WithServices, SimpleWorker):
