@@ -39,6 +39,8 @@ class Settings:
     data_dir: Path = Path("var")
     admin_tokens: tuple[str, ...] = ()
     tourwell_rate_limit_per_min: int = 60
+    # Background calls to Finan (reconciliation) per minute, shared by every process.
+    provider_rate_limit_per_min: int = 600
     provider_payment_config: tuple[str, ...] = ()
     provider_due_days: int = 7
     provider_lookup_url_template: str | None = None
@@ -186,6 +188,7 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str], Any], bool]] = {
     "PROVIDER_CLIENT_ID": ("provider_client_id", _text, True),
     "PROVIDER_SECRET_KEY": ("provider_secret_key", _text, True),
     "PROVIDER_TAX_IDS": ("provider_tax_ids", _tax_ids, True),
+    "PROVIDER_RATE_LIMIT_PER_MIN": ("provider_rate_limit_per_min", _positive_int, False),
     "PROVIDER_PAYMENT_CONFIG": ("provider_payment_config", _uuid_list, False),
     "PROVIDER_DUE_DAYS": ("provider_due_days", _positive_int, False),
     "PROVIDER_LOOKUP_URL_TEMPLATE": ("provider_lookup_url_template", _lookup_template, False),

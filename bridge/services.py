@@ -15,13 +15,16 @@ from bridge.config import Settings
 from bridge.integrations.finan.client import FinanClient
 from bridge.integrations.http import DEFAULT_SLEEP, Sleep
 from bridge.integrations.tourwell.client import TourwellClient
+from bridge.invoices.finan_check import FinanChecks
 from bridge.invoices.mapping import MappingConfig
 from bridge.invoices.operations import InvoiceOperations
+from bridge.invoices.reconcile import Reconciliations
 from bridge.invoices.resync import ResyncBatches
 from bridge.observability import logs
 from bridge.store.connection import connect
 from bridge.store.encryption import Cipher
 from bridge.store.idempotency import IdempotencyStore
+from bridge.store.out_of_sync import OutOfSyncStore
 from bridge.store.records import RecordStore
 
 # A worker may wait longer than a web request for a slot of the CRM's rate limit.
@@ -41,6 +44,9 @@ class Services:
     # The CRM client for work nobody waits on (write-backs): it may wait a minute for a
     # slot of the shared rate limit, where a web request gives up sooner.
     background_crm: TourwellClient
+    # What Finan holds: one invoice checked (admin API, status page), many (reconciliation).
+    finan_checks: FinanChecks
+    reconciliations: Reconciliations
 
 
 def build_services(
@@ -57,14 +63,16 @@ def build_services(
     )
     connection = connection or connect(settings)
     records = RecordStore(connection, settings.tourwell_base_url, Cipher(settings.encryption_keys))
+    finan = FinanClient(settings, sleep=retry_sleep)
     operations = InvoiceOperations(
         connection,
         records,
         TourwellClient(settings, connection, sleep=retry_sleep),
-        FinanClient(settings, sleep=retry_sleep),
+        finan,
         MappingConfig.from_settings(settings),
         settings.retry_schedule,
     )
+    finan_checks = FinanChecks(records, finan, OutOfSyncStore(connection))
     return Services(
         settings=settings,
         redis=connection,
@@ -77,5 +85,9 @@ def build_services(
             connection,
             rate_limit_wait=WORKER_CRM_RATE_LIMIT_WAIT_SECONDS,
             sleep=retry_sleep,
+        ),
+        finan_checks=finan_checks,
+        reconciliations=Reconciliations(
+            connection, records, finan_checks, settings.provider_rate_limit_per_min
         ),
     )

@@ -264,3 +264,56 @@ ResyncEnvelopeSchema = _admin_envelope(
 BatchEnvelopeSchema = _admin_envelope(
     "BatchEnvelopeSchema", fields.Nested(BatchSchema, required=True)
 )
+
+
+# --- what Finan holds: one invoice checked, and reconciliation ---
+
+
+class ReconcileSchema(BridgeSchema):
+    """``POST /admin/reconcile``: ``ids`` or ``state``, not both (as for a bulk re-sync)."""
+
+    ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        validate=validate.Length(min=1, max=50_000),
+    )
+    state = fields.String(validate=validate.OneOf(STATES))
+
+    @validates_schema
+    def one_of_ids_or_state(self, data: dict, **kwargs: object) -> None:
+        if ("ids" in data) == ("state" in data):
+            raise ValidationError("send either ids or state", field_name="_schema")
+
+
+class DifferenceSchema(BridgeSchema):
+    field = fields.String(
+        required=True,
+        metadata={
+            "description": "what differs: total_amount, customer.name, items[1].price, items "
+            "(a different number of items), ...; 'invoice' when Finan does not know it"
+        },
+    )
+    bridge = fields.Raw(
+        required=True, allow_none=True, metadata={"description": "the bridge's value"}
+    )
+    finan = fields.Raw(required=True, allow_none=True, metadata={"description": "Finan's value"})
+
+
+class FinanCheckSchema(BridgeSchema):
+    finan = fields.Dict(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Finan's copy as its detail returns it; null: Finan has none"},
+    )
+    in_sync = fields.Boolean(required=True)
+    differences = fields.List(fields.Nested(DifferenceSchema), required=True)
+    bridge = fields.Dict(
+        required=True,
+        metadata={"description": "the last body Finan accepted, with the totals it answered"},
+    )
+    checked_at = fields.String(required=True)
+    record = fields.Nested(AdminRecordSchema, required=True)
+
+
+FinanCheckEnvelopeSchema = _admin_envelope(
+    "FinanCheckEnvelopeSchema", fields.Nested(FinanCheckSchema, required=True)
+)

@@ -49,6 +49,7 @@ def test_every_variable_of_the_design_is_in_the_table():
         "PROVIDER_PAYMENT_CONFIG",
         "PROVIDER_DUE_DAYS",
         "PROVIDER_LOOKUP_URL_TEMPLATE",
+        "PROVIDER_RATE_LIMIT_PER_MIN",
         "BRIDGE_IDEMPOTENCY_TTL",
         "BRIDGE_ENCRYPTION_KEY",
     }

@@ -33,7 +33,7 @@ from bridge.integrations.tourwell.client import TourwellClient
 from bridge.invoices import rules
 from bridge.invoices.mapping import MappingConfig, cancel_body, map_invoice
 from bridge.invoices.rules import Body, Decision, Situation
-from bridge.store import queue
+from bridge.store import out_of_sync, queue
 from bridge.store.connection import lock_key
 from bridge.store.lock import IN_FLIGHT_RETRY_AFTER_SECONDS, InvoiceLock, LockLost
 from bridge.store.records import Event, Pending, Record, RecordStore, fingerprint, iso_utc
@@ -225,7 +225,9 @@ class InvoiceCore:
         record.tax_amount = data.get("tax_amount")
         event = Event(pending.operation, actor, record.state, answer.message, answer.code)
         write_back_job = self.write_back_job(record, write_back)
-        self.records.save(record, event, write_back_job, lock.release_step())
+        # Finan now holds exactly this body: the invoice is no longer out of sync.
+        in_sync = out_of_sync.forget_step(record.invoice_id)
+        self.records.save(record, event, write_back_job, in_sync, lock.release_step())
         lock.released_in_transaction()
 
     def reject(

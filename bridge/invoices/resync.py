@@ -36,6 +36,7 @@ from bridge.errors import (
     InFlight,
     NoSuchInvoice,
     ProviderRejected,
+    Unavailable,
 )
 from bridge.integrations.tourwell.ratelimit import CrmRateLimiter
 from bridge.invoices.operations import InvoiceOperations
@@ -118,6 +119,18 @@ class SliceEnd:
 
 
 class ResyncBatches:
+    """Bulk re-syncs; also the batch machinery other kinds of batch reuse
+    (``bridge.invoices.reconcile``): a subclass names its kind, job, results and open-batch
+    set below, and does one invoice in ``_one``."""
+
+    KIND = "resync"  # stored in the batch's hash: a batch is read only by its own kind
+    JOB = RESYNC_BATCH_JOB
+    DESCRIPTION = "bulk re-sync"
+    OPEN_KEY = OPEN_BATCHES_KEY
+    RESULTS = RESULTS
+    PROBLEM_RESULTS = PROBLEM_RESULTS
+    GIVEN_UP = "the CRM stayed unavailable; re-sync it again"
+
     def __init__(
         self, connection: redis.Redis, operations: InvoiceOperations, crm_rate_per_min: int
     ) -> None:
@@ -150,7 +163,7 @@ class ResyncBatches:
         first job is scheduled in the same transaction."""
         ids = list(dict.fromkeys(ids))
         batch_id = new_batch_id()
-        job_id = _job_id(batch_id) if runner == "queue" else ""
+        job_id = _job_id(batch_id, self.KIND) if runner == "queue" else ""
         created_at = now_iso()
         finished_at = None if ids else created_at
         with self._redis.pipeline(transaction=True) as pipe:
@@ -158,6 +171,7 @@ class ResyncBatches:
             pipe.hset(
                 batch_key(batch_id),
                 mapping={
+                    "kind": self.KIND,
                     "source": source,
                     "runner": runner,
                     "force": int(force),
@@ -166,7 +180,7 @@ class ResyncBatches:
                     "crm_pauses": 0,
                     "created_at": created_at,
                     "job_id": job_id,
-                    **{f"count:{result}": 0 for result in RESULTS},
+                    **{f"count:{result}": 0 for result in self.RESULTS},
                 },
             )
             for start in range(0, len(ids), 1000):
@@ -174,7 +188,7 @@ class ResyncBatches:
             if finished_at is not None:
                 pipe.hset(batch_key(batch_id), "finished_at", finished_at)
             elif runner == "queue":
-                pipe.sadd(OPEN_BATCHES_KEY, batch_id)
+                pipe.sadd(self.OPEN_KEY, batch_id)
                 self._schedule(batch_id, job_id, None, pipe)
             for key in _keys(batch_id):
                 pipe.expire(key, BATCH_TTL_SECONDS)
@@ -186,7 +200,7 @@ class ResyncBatches:
             force=force,
             total=len(ids),
             position=0,
-            counts=dict.fromkeys(RESULTS, 0),
+            counts=dict.fromkeys(self.RESULTS, 0),
             created_at=created_at,
             finished_at=finished_at,
         )
@@ -197,7 +211,7 @@ class ResyncBatches:
         if not batch_id.isalnum():
             return None
         raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(batch_key(batch_id)).items()}
-        if not raw:
+        if not raw or raw.get("kind", ResyncBatches.KIND) != self.KIND:
             return None
         problems = [
             _item_from_json(entry)
@@ -210,7 +224,7 @@ class ResyncBatches:
             force=raw["force"] == "1",
             total=int(raw["total"]),
             position=int(raw["position"]),
-            counts={result: int(raw.get(f"count:{result}", 0)) for result in RESULTS},
+            counts={result: int(raw.get(f"count:{result}", 0)) for result in self.RESULTS},
             created_at=raw["created_at"],
             finished_at=raw.get("finished_at"),
             next_slice_at=raw.get("next_slice_at"),
@@ -242,9 +256,9 @@ class ResyncBatches:
                 return SliceEnd(finished=True)
             try:
                 self._limiter.acquire(max_wait=SLICE_SECONDS if wait else 0)
-            except CrmUnavailable as exc:
+            except Unavailable as exc:  # the pacing's window is full
                 return SliceEnd(finished=False, resume_in=float(exc.retry_after or 1))
-            item = self._resync_one(int(raw_id), batch.force)
+            item = self._one(int(raw_id), batch.force)
             if item is None:  # the CRM is unavailable: pause on this invoice
                 pauses = self._redis.hincrby(batch_key(batch_id), "crm_pauses", 1)
                 if pauses <= MAX_CRM_PAUSES:
@@ -252,9 +266,7 @@ class ResyncBatches:
                         time.sleep(min(30, 2**pauses))
                         continue
                     return SliceEnd(finished=False, resume_in=min(300, 10 * 2**pauses))
-                item = ItemResult(
-                    int(raw_id), "error", None, "the CRM stayed unavailable; re-sync it again"
-                )
+                item = ItemResult(int(raw_id), "error", None, self.GIVEN_UP)
             self._record(batch_id, position, item)
             if on_item is not None:
                 on_item(item)
@@ -268,7 +280,7 @@ class ResyncBatches:
         end = self.run(batch_id, wait=False)
         if end.finished:
             return "batch finished"
-        next_job = _job_id(batch_id)
+        next_job = _job_id(batch_id, self.KIND)
         run_at = datetime.now(UTC) + timedelta(seconds=end.resume_in)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.multi()
@@ -283,15 +295,15 @@ class ResyncBatches:
     def recover_stranded(self) -> list[str]:
         """Give each open queue batch whose job is gone a new job; the batch ids."""
         recovered = []
-        for raw in self._redis.smembers(OPEN_BATCHES_KEY):
+        for raw in self._redis.smembers(self.OPEN_KEY):
             batch_id = raw.decode()
             job_id = self._redis.hget(batch_key(batch_id), "job_id")
             if job_id is None:  # expired
-                self._redis.srem(OPEN_BATCHES_KEY, batch_id)
+                self._redis.srem(self.OPEN_KEY, batch_id)
                 continue
             if queue.job_is_live(self._redis, job_id.decode()):
                 continue
-            next_job = _job_id(batch_id)
+            next_job = _job_id(batch_id, self.KIND)
             with self._redis.pipeline(transaction=True) as pipe:
                 pipe.multi()
                 pipe.hset(batch_key(batch_id), "job_id", next_job)
@@ -301,6 +313,10 @@ class ResyncBatches:
         return recovered
 
     # --- helpers ---
+
+    def _one(self, invoice_id: int, force: bool) -> ItemResult | None:
+        """Do one invoice of the batch; None: pause on it (the outside system is down)."""
+        return self._resync_one(invoice_id, force)
 
     def _resync_one(self, invoice_id: int, force: bool) -> ItemResult | None:
         """Re-sync one invoice and say how it went; None when the CRM is unavailable."""
@@ -330,7 +346,7 @@ class ResyncBatches:
             pipe.multi()
             pipe.hincrby(batch_key(batch_id), f"count:{item.result}", 1)
             pipe.hset(batch_key(batch_id), mapping={"position": position + 1, "crm_pauses": 0})
-            if item.result in PROBLEM_RESULTS:
+            if item.result in self.PROBLEM_RESULTS:
                 entry = json.dumps(item.__dict__, ensure_ascii=False)
                 pipe.rpush(batch_problems_key(batch_id), entry)
             for key in _keys(batch_id):
@@ -342,7 +358,7 @@ class ResyncBatches:
             pipe.multi()
             pipe.hset(batch_key(batch_id), "finished_at", now_iso())
             pipe.hdel(batch_key(batch_id), "next_slice_at")
-            pipe.srem(OPEN_BATCHES_KEY, batch_id)
+            pipe.srem(self.OPEN_KEY, batch_id)
             pipe.execute()
 
     def _schedule(
@@ -353,13 +369,13 @@ class ResyncBatches:
         pipe: redis.client.Pipeline,
     ) -> None:
         queue.add_job(
-            self._redis, pipe, RESYNC_BATCH_JOB, (batch_id, job_id), f"bulk re-sync {batch_id}",
+            self._redis, pipe, self.JOB, (batch_id, job_id), f"{self.DESCRIPTION} {batch_id}",
             job_id=job_id, run_at=run_at,
         )  # fmt: skip
 
 
-def _job_id(batch_id: str) -> str:
-    return f"resync-{batch_id}-{uuid.uuid4().hex[:8]}"
+def _job_id(batch_id: str, kind: str = ResyncBatches.KIND) -> str:
+    return f"{kind}-{batch_id}-{uuid.uuid4().hex[:8]}"
 
 
 def _keys(batch_id: str) -> tuple[str, ...]:

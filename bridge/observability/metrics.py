@@ -51,6 +51,12 @@ FINAN_CALLS = Counter(
     "accepted, rejected (client-class code), unavailable, error (a bug).",
     ["outcome"],
 )
+FINAN_DETAIL_CALLS = Counter(
+    "bridge_finan_detail_calls",
+    "GET detail calls to Finan (what Finan holds: checks and reconciliation) by outcome, "
+    "after the inline retries: found, not_found, rejected, unavailable, error (a bug).",
+    ["outcome"],
+)
 FINAN_REQUEST_DURATION = Histogram(
     "bridge_finan_request_duration_seconds",
     "Time of each HTTP request to Finan (every inline try), answered or not.",

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from bridge.store.out_of_sync import OutOfSyncStore
 from bridge.store.queue import bridge_queue
 from bridge.store.records import STATES, RecordStore
 
@@ -32,6 +33,7 @@ class RedisStateCollector:
                 "started": queue.started_job_registry.get_job_count(cleanup=False),
             }
             by_state = self._records.count_by_state()
+            out_of_sync = OutOfSyncStore(self._redis).count()
         except redis.RedisError as exc:
             # The counters are still worth serving; the gap in these two shows the outage.
             log.warning("metrics: Redis unavailable for queue and record counts (%s)", exc)
@@ -49,3 +51,10 @@ class RedisStateCollector:
         for state in STATES:
             records.add_metric([state], by_state.get(state, 0))
         yield records
+        yield GaugeMetricFamily(
+            "bridge_out_of_sync_invoices",
+            "Invoices whose copy at Finan was last seen to differ from the body Finan accepted "
+            "(or that Finan does not know): a check or reconciliation found them, and no "
+            "later check or re-sync has set them right.",
+            value=out_of_sync,
+        )

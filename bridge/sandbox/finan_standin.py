@@ -8,10 +8,20 @@ State lives on ``app.extensions["finan_standin"]`` (a ``FinanStandin``). Other p
 (the sandbox, a test driving a separate server) use the control routes instead:
 ``GET /_standin/requests``, ``GET /_standin/invoices``, ``POST /_standin/faults``
 ``{"mode", "count", "delay"}`` and ``POST /_standin/reset``. They need no signature.
+
+Two more stand for what happens at Finan behind the bridge's back (an edit in Finan's own
+screens, a backup restored), to try what Finan holds against what the bridge sent:
+``POST /_standin/invoices/<id>/change`` ``{"set": {"total_amount": 1, "customer.name":
+"X", "items.0.price": 5}}`` sets fields of the stored invoice (dotted paths, list indexes
+as numbers), and ``POST /_standin/invoices/<id>/forget`` drops it. The invoice's detail
+(``GET /api/v1/invoice/detail/<id>``) answers the stored invoice in Finan's envelope: the
+fields of the body it was sent, with those Finan computes (totals, codes, contact_info,
+``payment_due_amount``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import socket
@@ -91,6 +101,36 @@ class FinanStandin(StandinState):
 
     def invoices_view(self) -> dict[str, Any]:
         return {"invoices": {k: dict(v) for k, v in self.invoices.items()}}
+
+    def detail(self, invoice_id: str) -> dict[str, Any] | None:
+        """The stored invoice as the detail endpoint answers it; None: not stored."""
+        with self.lock:
+            stored = self.invoices.get(_canonical(invoice_id))
+            if stored is None:
+                return None
+            body = stored["body"] or {}
+            held = {name: body[name] for name in _BODY_FIELDS if name in body}
+            return copy.deepcopy({**stored["data"], **held, **stored.get("changed", {})})
+
+    def change(self, invoice_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Set fields of a stored invoice, as an edit in Finan would: ``changes`` maps a
+        dotted path (``total_amount``, ``customer.name``, ``items.0.price``) to its new
+        value. ``KeyError``: no such invoice; ``ValueError``: a path that is not there.
+        Returns the detail as it now reads; the next update-invoice replaces it all."""
+        with self.lock:
+            key = _canonical(invoice_id)
+            if key not in self.invoices:
+                raise KeyError(invoice_id)
+            held = self.detail(key) or {}
+            for path, value in changes.items():
+                _set_path(held, str(path), value)
+            self.invoices[key]["changed"] = held
+            return copy.deepcopy(held)
+
+    def forget(self, invoice_id: str) -> bool:
+        """Drop a stored invoice, as a restored backup that predates it would."""
+        with self.lock:
+            return self.invoices.pop(_canonical(invoice_id), None) is not None
 
     def verify(
         self, headers: Mapping[str, str], method: str, path: str, body: bytes, now: float
@@ -283,9 +323,7 @@ def create_finan_app(
             return finish(_envelope(401, CODE_UNAUTHORIZED, str(exc)), "unauthorized")
 
         if operation == "detail":
-            with state.lock:
-                stored = state.invoices.get(invoice_id or "")
-                data = dict(stored["data"]) if stored else None
+            data = state.detail(invoice_id or "")
             if data is None:
                 return finish(_envelope(404, CODE_NOT_FOUND, "invoice not found"), "not_found")
             return finish(_envelope(200, CODE_UPDATED, "ok", data), "ok")
@@ -338,4 +376,61 @@ def create_finan_app(
         return _envelope(405, CODE_METHOD_NOT_ALLOWED, f"{request.method} not allowed here")
 
     add_control_routes(app, state)
+
+    @app.post("/_standin/invoices/<invoice_id>/change")
+    def standin_change(invoice_id: str) -> Response | tuple[Response, int]:
+        spec = request.get_json(silent=True) or {}
+        changes = spec.get("set") if isinstance(spec, dict) else None
+        if not isinstance(changes, dict) or not changes:
+            return jsonify({"error": 'send {"set": {"<field or dotted.path>": value, ...}}'}), 400
+        try:
+            return jsonify({"invoice": state.change(invoice_id, changes)})
+        except KeyError:
+            return jsonify({"error": f"no invoice {invoice_id} is stored"}), 404
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
+
+    @app.post("/_standin/invoices/<invoice_id>/forget")
+    def standin_forget(invoice_id: str) -> Response | tuple[Response, int]:
+        if not state.forget(invoice_id):
+            return jsonify({"error": f"no invoice {invoice_id} is stored"}), 404
+        return jsonify({"forgotten": invoice_id})
+
     return app
+
+
+# The body's fields the detail answers as stored (value_at, due_at and payment_config are
+# in Finan's data already).
+_BODY_FIELDS = ("reference_code", "tax_type", "items", "customer", "discounts")
+
+
+def _canonical(invoice_id: str) -> str:
+    """Invoices are stored under the canonical form of their uuid."""
+    try:
+        return str(uuid.UUID(invoice_id))
+    except ValueError:
+        return invoice_id
+
+
+def _set_path(target: Any, path: str, value: Any) -> None:
+    """Set ``value`` at ``path`` (``a.b.0.c``) in ``target``; the last step may be a new
+    key of a dict, the others must exist."""
+    steps = path.split(".")
+    for number, step in enumerate(steps):
+        last = number == len(steps) - 1
+        if isinstance(target, list):
+            if not step.isdigit() or int(step) >= len(target):
+                raise ValueError(f"{path!r}: no item {step!r} in a list of {len(target)}")
+            if last:
+                target[int(step)] = value
+                return
+            target = target[int(step)]
+        elif isinstance(target, dict):
+            if last:
+                target[step] = value
+                return
+            if step not in target or not isinstance(target[step], dict | list):
+                raise ValueError(f"{path!r}: {step!r} is not a field holding others")
+            target = target[step]
+        else:
+            raise ValueError(f"{path!r}: {step!r} is not a field holding others")

@@ -42,3 +42,8 @@ def lock_key(invoice_id: int) -> str:
 
 def idempotency_key(scope: str, key: str) -> str:
     return f"{KEY_PREFIX}idempotency:{scope}:{key}"
+
+
+def out_of_sync_key() -> str:
+    """Invoices whose copy at Finan was last seen to differ (bridge/store/out_of_sync.py)."""
+    return f"{KEY_PREFIX}out_of_sync"

@@ -31,10 +31,12 @@ from bridge.web.openapi import (
 from schemas.bridge import (
     BatchEnvelopeSchema,
     BulkResyncSchema,
+    FinanCheckEnvelopeSchema,
     InvoiceDetailEnvelopeSchema,
     InvoiceListEnvelopeSchema,
     InvoiceListQuerySchema,
     PreviewEnvelopeSchema,
+    ReconcileSchema,
     ResyncBodySchema,
     ResyncEnvelopeSchema,
     ResyncQuerySchema,
@@ -51,6 +53,8 @@ _detail_envelope = InvoiceDetailEnvelopeSchema()
 _preview_envelope = PreviewEnvelopeSchema()
 _resync_envelope = ResyncEnvelopeSchema()
 _batch_envelope = BatchEnvelopeSchema()
+_reconcile_body = ReconcileSchema()
+_finan_check_envelope = FinanCheckEnvelopeSchema()
 
 
 @bp.before_request
@@ -335,3 +339,89 @@ def bulk_progress(batch_id: str) -> Response:
         raise NotFound(f"no bulk re-sync {batch_id!r} (batches are kept for 7 days)")
     state = "finished" if batch.finished else "running"
     return answer(_batch_envelope, f"Bulk re-sync {state}: {batch.done}/{batch.total}", batch)
+
+
+# --- what Finan holds: one invoice, and reconciliation (bridge/invoices/finan_check.py) ---
+
+_FINAN_ERRORS = {
+    **_ADMIN_ERRORS,
+    409: "Finan has never accepted a body for the invoice: there is nothing to compare.",
+    502: "Finan refused the detail request (its code and message in errors.provider; a "
+    "401 names PROVIDER_CLIENT_ID and PROVIDER_SECRET_KEY).",
+    503: "Finan (after the inline retries) or Redis is unavailable; retry after Retry-After.",
+}
+_RECONCILE_ID = {**_BATCH_ID, "description": "The id from POST /admin/reconcile."}
+
+
+def finan_check_data(check: Any) -> dict[str, Any]:
+    """A ``FinanCheck`` as the admin API and the status page show it."""
+    return {
+        "finan": check.finan,
+        "in_sync": check.in_sync,
+        "differences": check.differences,
+        "bridge": check.bridge_view(),
+        "checked_at": check.checked_at,
+        "record": check.record,
+    }
+
+
+@bp.get("/invoices/<int:invoice_id>/finan", parameters=[INVOICE_ID])
+@_admin(
+    "getAdminInvoiceAtFinan",
+    "What Finan holds, compared with the last body it accepted",
+    "Asks Finan for its copy (a signed GET detail) and compares it with the last body Finan "
+    "accepted: total and tax, items, customer, reference code, times, payment config and "
+    "discounts, whichever Finan's detail returns (money as exact decimals, times as "
+    "instants). in_sync is false, with a difference named 'invoice', when Finan does not "
+    "know the invoice. An invoice found out of sync is listed on the status page until a "
+    "check finds it in sync or Finan accepts a body for it again (a re-sync). Sends nothing.",
+    responses=error_responses(401, 404, 409, 502, 503, descriptions=_FINAN_ERRORS),
+)
+@_returns(200, FinanCheckEnvelopeSchema, "Finan's copy and the differences.")
+def invoice_at_finan(invoice_id: int) -> Response:
+    check = services().finan_checks.check(invoice_id)
+    return answer(_finan_check_envelope, check.message, finan_check_data(check))
+
+
+@bp.post("/reconcile")
+@_admin(
+    "startReconciliation",
+    "Check what Finan holds for many invoices, paced",
+    "By ids, or every invoice in a state (e.g. issued). Accepted at once with a batch id; "
+    "workers check the invoices one after another (one GET detail each), at most "
+    "PROVIDER_RATE_LIMIT_PER_MIN a minute. Results: in_sync, out_of_sync, not_accepted "
+    "(Finan never accepted a body), error; the out_of_sync and error ones are the "
+    "batch's problems.",
+    requestBody=json_body("ids or state, not both.", ReconcileSchema, required=True),
+    responses=_errors(400, 401, 404, 413, 415, 422, 503),
+)
+@_returns(202, BatchEnvelopeSchema, "Accepted: the batch and its progress.")
+def reconcile() -> Response:
+    body = load_admin_body(_reconcile_body, required=True)
+    batch = services().reconciliations.start(
+        ids=body.get("ids"), state=body.get("state"), runner="queue"
+    )
+    return answer(
+        _batch_envelope,
+        f"Reconciliation of {batch.total} invoices accepted; it runs paced by "
+        f"PROVIDER_RATE_LIMIT_PER_MIN. Progress: GET /admin/reconcile/{batch.batch_id}",
+        batch,
+        202,
+    )
+
+
+@bp.get("/reconcile/<batch_id>", parameters=[_RECONCILE_ID])
+@_admin(
+    "getReconciliation",
+    "Progress of a reconciliation",
+    "How many are checked, the count of each result, and the problems (out_of_sync, "
+    "error), each with what differs.",
+    responses=_errors(401, 404, 503),
+)
+@_returns(200, BatchEnvelopeSchema, "The batch.")
+def reconcile_progress(batch_id: str) -> Response:
+    batch = services().reconciliations.get(batch_id)
+    if batch is None:
+        raise NotFound(f"no reconciliation {batch_id!r} (batches are kept for 7 days)")
+    state = "finished" if batch.finished else "running"
+    return answer(_batch_envelope, f"Reconciliation {state}: {batch.done}/{batch.total}", batch)

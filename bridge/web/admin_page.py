@@ -47,7 +47,7 @@ from marshmallow import ValidationError
 
 from bridge.errors import BridgeError, NotFound
 from bridge.store.records import STATES
-from bridge.web.admin_api import invoice_detail, list_invoices
+from bridge.web.admin_api import finan_check_data, invoice_detail, list_invoices
 from bridge.web.http import matching_token, services
 from bridge.web.openapi import INVOICE_ID, PAGE_TAG, REQUEST_ID_HEADERS, Blueprint
 from schemas.bridge import RESYNC_STATES, ErrorEnvelopeSchema, InvoiceListQuerySchema
@@ -337,6 +337,7 @@ def index() -> Any:
         pages=pages,
         # Kept in the paging links only when it was asked for: the default needs no mention.
         per_page=query["per_page"] if "per_page" in raw else None,
+        out_of_sync=services().finan_checks.out_of_sync.listed(),
     )
 
 
@@ -352,6 +353,25 @@ def invoice(invoice_id: int) -> Any:
     if record is None:
         return page_error(404, f"Invoice {invoice_id} is unknown to the bridge.")
     return render_template("admin/invoice.html", **invoice_detail(record))
+
+
+@bp.get("/invoice/<int:invoice_id>/finan", parameters=[INVOICE_ID])
+@page(
+    "finanCheckPage",
+    "What Finan holds beside the last body it accepted, and what differs",
+    {
+        "200": html("The comparison (asked of Finan now: a signed GET detail)."),
+        "302": _LOGIN,
+        "404": _NOT_FOUND,
+        "409": html("Finan has never accepted a body for the invoice: nothing to compare."),
+        "502": html("Finan refused the detail request."),
+        "503": html("Finan or Redis is unavailable."),
+    },
+)
+@login_required
+def finan_check(invoice_id: int) -> Any:
+    check = services().finan_checks.check(invoice_id)
+    return render_template("admin/finan.html", check=finan_check_data(check), record=check.record)
 
 
 @bp.get("/invoice/<int:invoice_id>/preview", parameters=[INVOICE_ID])

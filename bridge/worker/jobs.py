@@ -7,6 +7,8 @@
   RQ retries it on 429/5xx/timeouts (``queue.WRITE_BACK_RETRY``).
 - ``resync_batch``: one slice of an operator's bulk re-sync (``bridge.invoices.resync``), paced
   by the CRM's rate limit; it schedules the next slice itself.
+- ``reconcile_batch``: one slice of a reconciliation (``bridge.invoices.reconcile``): what
+  Finan holds, checked for many invoices, paced by ``PROVIDER_RATE_LIMIT_PER_MIN``.
 - ``BridgeWorker``: RQ's worker, built with the process's ``Services`` (``bridge.services``)
   and running each job with them; its maintenance round also gives stranded queued
   invoices, and unfinished bulk re-syncs, a new job (``InvoiceOperations.recover_stranded``,
@@ -35,6 +37,7 @@ __all__ = [
     "QUEUE_NAME",
     "BridgeWorker",
     "InProcessWorker",
+    "reconcile_batch",
     "resync_batch",
     "running_with",
     "sync_invoice",
@@ -91,6 +94,12 @@ def sync_invoice(invoice_id: int, job_id: str) -> str:
 def resync_batch(batch_id: str, job_id: str) -> str:
     outcome = _current().batches.run_slice_from_queue(batch_id, job_id)
     log.info("bulk re-sync %s: %s", batch_id, outcome)
+    return outcome
+
+
+def reconcile_batch(batch_id: str, job_id: str) -> str:
+    outcome = _current().reconciliations.run_slice_from_queue(batch_id, job_id)
+    log.info("reconciliation %s: %s", batch_id, outcome)
     return outcome
 
 
@@ -173,6 +182,7 @@ class _WithServices:
         sweeps = (
             ("queued invoices", self.services.operations.recover_stranded),
             ("bulk re-syncs", self.services.batches.recover_stranded),
+            ("reconciliations", self.services.reconciliations.recover_stranded),
         )
         for what, sweep in sweeps:
             try:

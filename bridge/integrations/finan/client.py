@@ -39,7 +39,7 @@ from bridge.integrations.http import (
     retry_after_seconds,
     timeout_within,
 )
-from bridge.observability.metrics import FINAN_CALLS, FINAN_REQUEST_DURATION
+from bridge.observability.metrics import FINAN_CALLS, FINAN_DETAIL_CALLS, FINAN_REQUEST_DURATION
 from schemas.finan import ResponseEnvelopeSchema, code_class
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ class FinanClient:
         sleep: Sleep = DEFAULT_SLEEP,
         deadline: float = CALL_DEADLINE_SECONDS,
     ) -> None:
-        """``deadline``: the seconds one call (``update_invoice``) may take in all, every try
-        and wait included (each try also at most ``TRY_DEADLINE_SECONDS``)."""
+        """``deadline``: the seconds one call (``update_invoice``, ``get_invoice``) may take
+        in all, every try and wait included (each try also at most ``TRY_DEADLINE_SECONDS``)."""
         self._base_url = settings.provider_base_url
         self._auth = FinanAuth(
             settings.provider_client_id, settings.provider_secret_key, settings.provider_base_url
@@ -119,6 +119,53 @@ class FinanClient:
         finally:
             FINAN_CALLS.labels(outcome).inc()
 
+    def get_invoice(self, provider_invoice_id: str) -> FinanAnswer | None:
+        """What Finan holds for the invoice: a signed ``GET detail/{id}``.
+
+        Finan's answer (``data`` is the stored invoice as Finan returns it), or None when
+        Finan does not know the invoice (HTTP 404 in Finan's envelope). A refusal
+        (client-class code) raises ``ProviderRejected``; Finan unreachable or failing after
+        the inline retries, ``ProviderUnavailable``. Counted in
+        ``bridge_finan_detail_calls_total``, apart from the update-invoice calls.
+        """
+        url = f"{self._base_url}/api/v1/invoice/detail/{provider_invoice_id}"
+        outcome = "error"
+        try:
+            deadline = Deadline(self._deadline)
+            answer = call_with_retries(
+                lambda: self._get_once(url, deadline.sooner(TRY_DEADLINE_SECONDS)),
+                self._attempts,
+                system="finan",
+                sleep=self._sleep,
+                deadline=deadline,
+            )
+            outcome = "found" if answer is not None else "not_found"
+            return answer
+        except ProviderRejected as exc:
+            outcome = "rejected"
+            log.warning("Finan refused the detail request", extra={"finan_code": exc.code})
+            raise
+        except RetryableAnswer as exc:
+            outcome = "unavailable"
+            log.warning("Finan unavailable after %d tries", self._attempts)
+            raise ProviderUnavailable(
+                f"Finan is unavailable ({exc.description}); try again later",
+                retry_after=retry_after_seconds(exc, 30),
+            ) from exc
+        finally:
+            FINAN_DETAIL_CALLS.labels(outcome).inc()
+
+    def _get_once(self, url: str, deadline: Deadline) -> FinanAnswer | None:
+        request = requests.Request("GET", url, auth=self._auth).prepare()
+        response = self._send(request, deadline)
+        if response.status_code == 404 and _client_class_envelope(response):
+            return None  # Finan's own "no such invoice", not a 404 of some other server
+        answer = self._classify(response, refused="Finan refused the detail request")
+        # The envelope's schema keeps only the fields an update's answer is read for; the
+        # detail is wanted whole, every field as Finan stored it.
+        data = json.loads(response.content).get("data")
+        return FinanAnswer(answer.code, answer.message, data if isinstance(data, dict) else {})
+
     def _put_once(self, url: str, body: bytes, deadline: Deadline) -> FinanAnswer:
         # A prepared request sent on the session: the session's merging of its own
         # headers, cookies and settings (none of which the bridge sets) is skipped.
@@ -135,7 +182,9 @@ class FinanClient:
             streamed = self._sessions.get().send(request, timeout=timeout, stream=True)
             return read_within(streamed, deadline)
 
-    def _classify(self, response: Answer) -> FinanAnswer:
+    def _classify(
+        self, response: Answer, refused: str = "Finan rejected the invoice"
+    ) -> FinanAnswer:
         """Finan's envelope code decides when there is one; otherwise the HTTP status does."""
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -161,9 +210,18 @@ class FinanClient:
             )
             shown = f"{message} (code {code})" if code is not None else f"{message} (HTTP {status})"
             raise ProviderRejected(
-                f"Finan rejected the invoice: {shown}{hint}",
+                f"{refused}: {shown}{hint}",
                 code=code,
                 provider_message=message,
                 errors={"provider": {"code": code, "http_status": status, "message": message}},
             )
         raise RetryableAnswer(f"server-class code {code}: {message}", retry_after=retry_after)
+
+
+def _client_class_envelope(response: Answer) -> bool:
+    """The answer is in Finan's envelope, with a client-class code."""
+    try:
+        code = _envelope_schema.load(json.loads(response.content)).get("code")
+    except (ValueError, ValidationError):
+        return False
+    return code is not None and code_class(code) == "client"
