@@ -100,7 +100,7 @@ def test_no_request_body_admits_json_null_which_the_bridge_refuses(client, crm_h
         for name, op in operations(doc).items()
         if "requestBody" in op
     }
-    assert len(bodies) == 9  # three CRM operations, two admin re-syncs, four page forms
+    assert len(bodies) == 10  # three CRM operations, two admin re-syncs, five page forms
     assert "null" not in json.dumps(bodies)
 
     for path in ("/api/v1/invoices/17/issue", "/api/v1/invoices/17/cancel"):
