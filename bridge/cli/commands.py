@@ -1,4 +1,4 @@
-"""The ``bridge`` command: serve, worker, sandbox, resync, check
+"""The ``bridge`` command: serve, worker, sandbox, resync, reconcile, check
 (docs/contract/settings.md#command-line), with its settings from the environment and an
 optional dotenv file (``--env-file``, else ``./.env``)."""
 
@@ -246,6 +246,63 @@ def finan_calls_line() -> str:
         line, extra={"finan_calls": calls, "inline_retries": retries}
     )
     return line
+
+
+@main.command()
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option(
+    "--state",
+    type=click.Choice(["issued", "cancelled", "queued", "failed", "dead"]),
+    help="Check every invoice now in this state, instead of IDS.",
+)
+def reconcile(ids: tuple[int, ...], state: str | None) -> None:
+    """Check what Finan holds for invoices IDS (or --state issued): one signed GET detail
+    each, compared with the last body Finan accepted. Sends nothing.
+
+    Runs here, paced by PROVIDER_RATE_LIMIT_PER_MIN like POST /admin/reconcile, with a
+    progress bar and a summary. An invoice found out of sync is remembered (status page,
+    bridge_out_of_sync_invoices) until a check finds it in sync or a re-sync sends it again.
+    Exits 1 when any invoice is out of sync or could not be checked.
+    """
+    if bool(ids) == bool(state):
+        raise click.UsageError("give invoice ids, or --state issued|cancelled|... (not both)")
+    settings = settings_or_exit()
+    from bridge.errors import NotFound
+    from bridge.invoices.reconcile import PROBLEM_RESULTS, RESULTS
+    from bridge.services import build_services
+
+    reconciliations = build_services(settings).reconciliations
+    try:
+        batch = reconciliations.start(ids=list(ids), state=state, runner="cli")
+    except NotFound as exc:
+        click.echo(f"bridge reconcile: {exc.message}", err=True)
+        sys.exit(1)
+    if batch.total == 0:
+        click.echo(f"No invoices are {state}; nothing to check.")
+        return
+    items: list[ItemResult] = []
+
+    def progressed(item: ItemResult) -> None:
+        items.append(item)
+        bar.update(1)
+
+    with click.progressbar(
+        length=batch.total,
+        label=f"Checking {batch.total} invoice{'' if batch.total == 1 else 's'} at Finan",
+        show_pos=True,
+    ) as bar:
+        reconciliations.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
+
+    click.echo(summary_table(items))
+    counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
+    click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
+    if counts["out_of_sync"]:
+        click.echo(
+            "Out of sync: see each on the status page (Check Finan), and re-sync it with "
+            "--force to send the bridge's body again."
+        )
+    if any(counts[result] for result in PROBLEM_RESULTS):
+        sys.exit(1)
 
 
 def summary_table(items: list[ItemResult]) -> str:

@@ -31,6 +31,7 @@ from bridge.sandbox.loopback import LoopbackServer
 from bridge.sandbox.samples import sample_invoices, sandbox_provider_settings
 from bridge.sandbox.tourwell_standin import create_tourwell_app
 from bridge.store import embedded_redis
+from bridge.store.records import provider_invoice_id
 
 CRM_TOKEN = "sandbox-crm-token"
 ADMIN_TOKEN = "sandbox-admin-token"
@@ -279,6 +280,20 @@ def _print_banner(
             "  (REDIS_URL is set in this environment and would win over the file: run them"
             " with `env -u REDIS_URL bridge ...`)"
         )
+    finan_17 = provider_invoice_id(crm_url, 17)
+    change = shlex.quote('{"set": {"total_amount": 1000, "customer.name": "Edited at Finan"}}')
+    lines += [
+        "",
+        "What Finan holds, against what the bridge sent (once invoice 17 is issued):",
+        f"  bridge --env-file {_shown_path(env_file)} reconcile --state issued",
+        f"  curl -sS -H {shlex.quote('Authorization: Bearer ' + ADMIN_TOKEN)} "
+        f"{bridge_url}/admin/invoices/17/finan",
+        "  change it at the stand-in Finan, as an edit in Finan's own screens would:",
+        f"  curl -sS -H 'Content-Type: application/json' -d {change} "
+        f"{finan_url}/_standin/invoices/{finan_17}/change",
+        "  or make the stand-in Finan forget it, as a restored backup would:",
+        f"  curl -sS -X POST {finan_url}/_standin/invoices/{finan_17}/forget",
+    ]
     lines += [
         "",
         "Try, in another terminal:",
