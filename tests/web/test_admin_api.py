@@ -363,7 +363,6 @@ def test_bulk_resync_reports_each_problem(client, crm_headers, finan, tourwell, 
 @pytest.mark.parametrize(
     ("body", "status", "named"),
     [
-        ({"ids": [17, 999, 998]}, 404, "ids"),
         ({"state": "issued"}, 422, "state"),
         ({"ids": [17], "state": "failed"}, 422, "_schema"),
         ({}, 422, "_schema"),
