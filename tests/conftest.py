@@ -74,6 +74,7 @@ SLOW = {
     "system/test_reliability.py",
     "system/test_bench_smoke.py",
     "system/test_deploy.py",
+    "system/test_alert_rules.py",
     "sandbox/test_sandbox_smoke.py",
     "web/test_admin_browser.py",
     "web/test_openapi.py",

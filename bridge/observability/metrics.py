@@ -86,10 +86,13 @@ CRM_RATE_LIMIT = Counter(
 # Every label value known in advance starts at 0, so a rate or an alert on it has a series
 # before the first event (increase(...{outcome="rejected"}[5m]) is 0, not absent).
 FINAN_OUTCOMES = ("accepted", "rejected", "unavailable", "error")
+FINAN_DETAIL_OUTCOMES = ("found", "not_found", "rejected", "unavailable", "error")
 RETRY_SYSTEMS = ("finan", "tourwell")
 CRM_RATE_LIMIT_OUTCOMES = ("waited", "refused")
 for _outcome in FINAN_OUTCOMES:
     FINAN_CALLS.labels(_outcome)
+for _outcome in FINAN_DETAIL_OUTCOMES:
+    FINAN_DETAIL_CALLS.labels(_outcome)
 for _system in RETRY_SYSTEMS:
     RETRIES.labels(_system)
 for _outcome in CRM_RATE_LIMIT_OUTCOMES:

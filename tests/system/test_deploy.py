@@ -299,6 +299,9 @@ def test_compose_runs_web_worker_and_a_persistent_redis(graceful_timeout):
     assert web["command"] == SERVE
     assert web["ports"] == [f"127.0.0.1:{PORT}:{PORT}"]
     assert worker["command"] == WORKER
+    # Each worker replica serves its metrics on its own address (deploy/prometheus).
+    assert worker["environment"]["BRIDGE_WORKER_METRICS_PORT"] == "9100"
+    assert worker["expose"] == ["9100"]
     for bridge in (web, worker):
         assert bridge["image"] == web["image"]
         assert (COMPOSE.parent / bridge["build"]["context"]).resolve() == ROOT
@@ -328,9 +331,15 @@ def test_compose_runs_web_worker_and_a_persistent_redis(graceful_timeout):
 KUBERNETES_VERSIONS = (all_versions()[0], all_versions()[-1])
 
 
+# The Prometheus Operator's kinds (podmonitor.yaml, prometheusrule.yaml): custom resources
+# whose schemas kubernetes-validate does not ship; checked by the tests below and by
+# tests/system/test_alert_rules.py instead.
+MONITORING_API = "monitoring.coreos.com/v1"
+
+
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_kubernetes_manifests_are_valid_for_their_schemas(version):
-    documents = kubernetes_documents()
+    documents = [(n, d) for n, d in kubernetes_documents() if d["apiVersion"] != MONITORING_API]
     for name, document in documents:
         # strict: an unknown or misspelt field is an error, not silently ignored.
         try:
@@ -342,6 +351,10 @@ def test_kubernetes_manifests_are_valid_for_their_schemas(version):
         ["ConfigMap", "Secret", "Service"]
         + ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"] * 2
     )
+    monitoring = sorted(
+        d["kind"] for _, d in kubernetes_documents() if d["apiVersion"] == MONITORING_API
+    )
+    assert monitoring == ["PodMonitor", "PodMonitor", "PrometheusRule"]
 
 
 def test_kubernetes_schema_check_rejects_a_broken_copy():
@@ -404,6 +417,37 @@ def test_kubernetes_pods_are_non_root_with_resources_and_settings():
     # The example's blanks are placeholders that stop the bridge, never usable values.
     assert {v for k, v in secret["stringData"].items() if k != "REDIS_URL"} == {""}
     assert secret["stringData"]["REDIS_URL"].startswith("redis://redis.invalid")
+
+
+WORKER_METRICS_PORT = 9100  # the workers' metrics port in compose and Kubernetes
+
+
+def test_kubernetes_pods_are_scraped_by_annotation_and_by_pod_monitors():
+    for component, port_name, port, job in (
+        ("web", "http", PORT, "bridge-web"),
+        ("worker", "metrics", WORKER_METRICS_PORT, "bridge-worker"),
+    ):
+        template = kubernetes_object("Deployment", f"tourwell-finan-bridge-{component}")["spec"][
+            "template"
+        ]
+        (container,) = template["spec"]["containers"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert {"name": port_name, "containerPort": port, "protocol": "TCP"} in container["ports"]
+
+        monitor = kubernetes_object("PodMonitor", f"tourwell-finan-bridge-{component}")
+        assert monitor["apiVersion"] == MONITORING_API
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= template["metadata"]["labels"].items()
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        assert (endpoint["port"], endpoint["path"]) == (port_name, "/metrics")
+        assert {"targetLabel": "job", "replacement": job} in endpoint["relabelings"]
+    (worker,) = pod_spec("tourwell-finan-bridge-worker")["containers"]
+    assert {"name": "BRIDGE_WORKER_METRICS_PORT", "value": str(WORKER_METRICS_PORT)} in worker[
+        "env"
+    ]
 
 
 def test_kubernetes_autoscalers_and_disruption_budgets_target_the_deployments():
@@ -476,6 +520,8 @@ def test_worker_unit_is_a_template_running_bridge_worker():
     unit = read_unit(text)
     assert "%i" in unit["Unit"]["Description"]
     assert shlex.split(unit["Service"]["ExecStart"])[1:] == ["worker"]
+    # Worker N serves its metrics on port 910N (deploy/prometheus/prometheus.yml scrapes them).
+    assert "BRIDGE_WORKER_METRICS_PORT=910%i" in shlex.split(unit["Service"]["Environment"])
     assert int(unit["Service"]["TimeoutStopSec"]) > JOB_TIMEOUT_SECONDS
 
 
