@@ -68,6 +68,7 @@ def collected(valgrind: str, tree: Path, given: Path, scenario: str, rounds: int
         str(given),
         scenario,
         str(rounds),
+        "bridge.app" if (tree / "bridge" / "app.py").exists() else "bridge.web.app",
     ]
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
     result = subprocess.run(

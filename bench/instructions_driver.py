@@ -1,11 +1,12 @@
 """The workload ``bench.instructions`` counts under callgrind; run by its path, not imported.
 
-``python instructions_driver.py INPUT SCENARIO ROUNDS``: build the bridge from the
+``python instructions_driver.py INPUT SCENARIO ROUNDS APP_MODULE``: build the bridge from the
 settings in INPUT (JSON written by ``bench.instructions``), issue its warm-up invoices,
 then ROUNDS rounds of the scenario through Flask's test client, logs off:
 B1 issues the next fresh invoices, B2 the warm-up ones again. It imports only the
-bridge's ``create_app`` and ``load_settings``, from whichever tree ``PYTHONPATH`` names,
-so one driver serves the code of any revision. Exits non-zero unless every answer is 201.
+bridge's ``create_app`` (from APP_MODULE: ``bridge.web.app``, or ``bridge.app`` before
+0.3) and ``load_settings``, from whichever tree ``PYTHONPATH`` names, so one driver
+serves the code of any revision. Exits non-zero unless every answer is 201.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import json
 import logging
 import sys
 
-from bridge.config import load_settings
+import importlib
 
-try:
-    from bridge.web.app import create_app
-except ImportError:  # a revision from before the layered layout (0.2.x)
-    from bridge.app import create_app  # type: ignore[no-redef]
+from bridge.config import load_settings
 
 
 def main() -> None:
-    path, scenario, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    path, scenario, rounds, app_module = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    create_app = importlib.import_module(app_module).create_app
     with open(path) as file:
         given = json.load(file)
     client = create_app(load_settings(given["environment"])).test_client()
