@@ -35,13 +35,13 @@ from bridge.invoices.mapping import MappingConfig, cancel_body, map_invoice
 from bridge.invoices.rules import Body, Decision, Situation
 from bridge.store import out_of_sync, queue
 from bridge.store.connection import lock_key
-from bridge.store.lock import IN_FLIGHT_RETRY_AFTER_SECONDS, InvoiceLock, LockLost
+from bridge.store.lock import IN_FLIGHT_RETRY_AFTER_SECONDS, InvoiceLock, LockError, LockLost
 from bridge.store.records import Event, Pending, Record, RecordStore, fingerprint, iso_utc
 from schemas.finan import decode_request, encode_request
 from schemas.states import Caller, Operation, State
 from schemas.tourwell import InvoiceUnreadable, load_invoice
 
-log = logging.getLogger("bridge.invoices.operations")  # its name before the split
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -328,7 +328,8 @@ def _fence(lock: InvoiceLock, before: str) -> None:
     expired and another operation may be running."""
     try:
         lock.ensure_half_left()
-    except LockLost:
+    except LockError:  # lost (expired, perhaps taken by another) or no longer held
+        log.warning("lock on %s expired before %s", lock.name, before)
         raise Unavailable(
             f"the operation took too long and lost its lock before {before}; retry it "
             "(a repeat lands on the same Finan invoice)",

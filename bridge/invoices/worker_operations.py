@@ -13,7 +13,7 @@ from bridge.store.encryption import StoredDataUnreadable
 from bridge.store.records import Record
 from schemas.states import Caller, State
 
-log = logging.getLogger("bridge.invoices.operations")  # its name before the split
+log = logging.getLogger(__name__)
 
 
 class QueuedOperationFailed(Exception):

@@ -841,7 +841,7 @@ def test_an_accepted_issue_costs_three_round_trips_to_redis(
 
 
 def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converges(
-    app, client, crm_headers, finan, retry_sleeps
+    app, client, crm_headers, finan, retry_sleeps, caplog
 ):
     with_lock_timeout(app, retry_sleeps, 2)
     # Finan answers 6 s after the call, which starts with at most the lock's 2 s left: the
@@ -852,6 +852,8 @@ def test_an_operation_that_outlives_its_lock_saves_nothing_and_a_repeat_converge
 
     assert late.status_code == 503
     assert "lost its lock" in late.json["message"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "lock on bridge:lock:invoice:17 expired before saving Finan's answer" in warnings
     assert client.get(f"{API}/17", headers=crm_headers).status_code == 404  # nothing saved
     repeat = issue(client, crm_headers)
     assert repeat.status_code == 201
