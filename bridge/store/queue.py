@@ -29,8 +29,9 @@ QUEUE_NAME = "bridge"
 SYNC_JOB = "bridge.worker.jobs.sync_invoice"
 WRITE_BACK_JOB = "bridge.worker.jobs.write_back"
 
-# One attempt at Finan is at most about 50 s (bridge/integrations/finan/client.py); waiting for the
-# invoice's lock at most LOCK_TIMEOUT_SECONDS. RQ kills a job that overruns this.
+# One attempt at Finan ends by its deadline, 40 s (CALL_DEADLINE_SECONDS,
+# bridge/integrations/http.py); waiting for the invoice's lock at most LOCK_TIMEOUT_SECONDS.
+# RQ kills a job that overruns this.
 JOB_TIMEOUT_SECONDS = 300
 # If a job itself crashes (a bug, Redis gone mid-job) or its worker is killed, RQ runs it
 # again on this schedule; the Finan schedule is the bridge's own (Settings.retry_schedule).

@@ -46,8 +46,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# How often a worker runs RQ's registry clean-up and the stranded-invoice sweep.
-MAINTENANCE_INTERVAL_SECONDS = 60
+# How often a worker runs RQ's registry clean-up (which hands a dead worker's job on), the
+# restart of a scheduler that died (with Redis, say) and the stranded-invoice sweep.
+MAINTENANCE_INTERVAL_SECONDS = 30
+# RQ's worker TTL: an idle worker waits for a job at most this less 15 s at a time, and only
+# between those waits can it run its maintenance (RQ's default, 420 s, meant an idle worker's
+# maintenance ran about every 7 minutes, whatever its interval).
+WORKER_TTL_SECONDS = 30
+# How often a worker heart-beats the job its work horse runs; RQ counts the job abandoned
+# this plus 60 s after the last heartbeat (RQ's default, 30 s: 90 s).
+JOB_MONITORING_INTERVAL_SECONDS = 10
+# The longest wait between a worker's attempts to reach a Redis that is gone (RQ's: 60 s).
+MAX_REDIS_RECONNECT_WAIT_SECONDS = 5.0
 
 # The services of the job running now: set by the worker around each job (a forked work
 # horse inherits it), never built here.
@@ -168,9 +178,13 @@ class _WithServices:
     """A worker that runs each job with its ``services``, and whose maintenance round also
     gives stranded queued invoices, and unfinished bulk re-syncs, a new job."""
 
+    max_connection_wait_time = MAX_REDIS_RECONNECT_WAIT_SECONDS  # RQ's worker reads it
+
     def __init__(self, *args: Any, services: Services, **kwargs: Any) -> None:
         self.services = services
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
+        kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
+        kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_INTERVAL_SECONDS)
         super().__init__(*args, **kwargs)
 
     def execute_job(self, job: Any, queue: Any) -> Any:
@@ -179,6 +193,7 @@ class _WithServices:
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[misc]
+        self._keep_scheduling()
         sweeps = (
             ("queued invoices", self.services.operations.recover_stranded),
             ("bulk re-syncs", self.services.batches.recover_stranded),
@@ -192,6 +207,28 @@ class _WithServices:
                 continue
             if recovered:
                 log.warning("gave %d stranded %s a new job: %s", len(recovered), what, recovered)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        self._bursting = bool(kwargs.get("burst", args[0] if args else False))
+        return super().work(*args, **kwargs)  # type: ignore[misc]
+
+    def _keep_scheduling(self) -> None:
+        """Make sure some scheduler moves this worker's due jobs to the queue: when no
+        scheduler holds the queue's lock (``rq:scheduler-lock:<queue>``; its holder died, with
+        Redis say, or Redis came back without it), this worker takes it and starts its own
+        (``RQScheduler.acquire_locks(auto_start=True)``, which starts one only if this
+        worker's is not running). A worker started without ``with_scheduler``, or in burst
+        mode (which moves the due jobs once, at start), has none to keep."""
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is None or getattr(self, "_bursting", False):
+            return
+        try:
+            taken = scheduler.acquire_locks(auto_start=True)
+        except Exception as exc:  # never stop the worker; the next round tries again
+            log.warning("checking the queue's scheduler failed: %s", exc)
+            return
+        if taken:
+            log.debug("this worker's scheduler holds the lock of %s", ", ".join(sorted(taken)))
 
 
 class BridgeWorker(_WithServices, Worker):
