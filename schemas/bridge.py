@@ -203,11 +203,29 @@ class PreviewSchema(BridgeSchema):
     compared_with = fields.Dict(
         allow_none=True,
         required=True,
-        metadata={"description": "the last body sent: pending if any, else accepted"},
+        metadata={
+            "description": "the body Finan last accepted (not one it refused or never "
+            "confirmed); null when Finan has never accepted one"
+        },
     )
-    changed = fields.Boolean(required=True)
-    would_send = fields.Boolean(required=True)
-    diff = fields.String(required=True, metadata={"description": "a unified diff, '' if none"})
+    changed = fields.Boolean(
+        required=True, metadata={"description": "body differs from compared_with"}
+    )
+    would_send = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "a re-sync without force would send: changed, or the invoice is "
+            "failed, dead or queued (always sent), or Finan never accepted it"
+        },
+    )
+    diff = fields.String(
+        required=True,
+        metadata={"description": "a unified diff of compared_with -> body, '' if equal"},
+    )
+    summary = fields.String(
+        required=True,
+        metadata={"description": "one plain sentence: what a re-sync without force does"},
+    )
 
 
 class ResyncResultSchema(BridgeSchema):

@@ -349,7 +349,7 @@ def body_diff(before: str | None, after: str) -> str:
 
     return "\n".join(
         difflib.unified_diff(
-            lines(before), lines(after), "last sent", "would send", lineterm="", n=2
+            lines(before), lines(after), "accepted by Finan", "would send", lineterm="", n=2
         )
     )
 

@@ -38,16 +38,17 @@ class ResyncOutcome(Outcome):
 
 @dataclass(frozen=True)
 class Preview:
-    """What a re-sync would send, compared with what was sent last. Nothing is sent."""
+    """What a re-sync would send, compared with the body Finan last accepted. Nothing is
+    sent. (Not with a body Finan refused, or never confirmed: Finan holds what it accepted.)"""
 
     record: Record | None  # None: the bridge has no record of the invoice (yet)
     operation: str  # issue, update or cancel: how a re-sync would send it
     body: str  # the exact JSON text a re-sync would send
-    compared_with: str | None  # the last body sent: pending (not accepted), else accepted;
-    # None when nothing was ever sent
+    compared_with: str | None  # the body Finan last accepted; None when it never accepted one
     changed: bool  # differs from the body Finan last accepted
-    would_send: bool  # a re-sync without force would send it
+    would_send: bool  # a re-sync without force would send it (failed/dead/queued always)
     diff: str  # unified diff of ``compared_with`` -> ``body``, as indented JSON
+    summary: str  # one plain sentence for people: what a re-sync without force does
 
 
 class OperatorOperations:
@@ -55,7 +56,7 @@ class OperatorOperations:
         self._core = core
 
     def preview(self, invoice_id: int) -> Preview:
-        """Pull, map and compare with the last body sent; sends nothing and saves nothing."""
+        """Pull, map and compare with the body Finan last accepted; sends and saves nothing."""
         known = self._core.records.get(invoice_id)
         record = known or self._core.records.new(invoice_id)
         now = situation(known)
@@ -64,7 +65,7 @@ class OperatorOperations:
             refuse(plan, invoice_id)
         body, _code = self._build(record, plan, now)
         content = Content(unchanged=fingerprint(body) == record.fingerprint)
-        compared_with = record.pending.body if record.pending else record.last_body
+        compared_with = record.last_body if record.accepted else None
         return Preview(
             record=known,
             operation=plan.send_as,
@@ -73,6 +74,7 @@ class OperatorOperations:
             changed=not content.unchanged,
             would_send=rules.decide(now, Operation.RESYNC, content).action == Action.SEND,
             diff=body_diff(compared_with, body.decode()),
+            summary=rules.preview_summary(now, content, plan.send_as),
         )
 
     def resync(self, invoice_id: int, force: bool = False) -> ResyncOutcome:

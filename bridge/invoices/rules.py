@@ -34,6 +34,18 @@ RESYNC_UNCHANGED_MESSAGE = (
     "Invoice unchanged since Finan last accepted it; nothing sent (force to send anyway)"
 )
 
+# A preview's plain sentence for people: what a re-sync without force would do, compared
+# with the body Finan last accepted (``preview_summary``).
+PREVIEW_DIFFERS = "A re-sync would send this invoice: Finan holds a different version"
+PREVIEW_SAME = "Finan already holds exactly this; a re-sync sends nothing unless forced"
+PREVIEW_SAME_UNSETTLED = (
+    "Finan already holds exactly this, but the invoice is {state}: a re-sync sends it again"
+)
+PREVIEW_NEVER_ACCEPTED = (
+    "Finan has never accepted this invoice; a re-sync sends it as its first issue"
+)
+PREVIEW_NEVER_ACCEPTED_CANCEL = "Finan has never accepted this invoice; a re-sync sends its cancel"
+
 # Refusals: ``{invoice_id}`` is filled in by the caller.
 UNKNOWN = "invoice {invoice_id} is unknown to the bridge"
 # A re-sync of an invoice the bridge has no record of, when the CRM has none either (404).
@@ -255,6 +267,20 @@ def _resync(situation: Situation, content: Content | None, force: bool) -> Decis
     if force or situation.unsettled or situation.state == State.QUEUED or not content.unchanged:
         return Decision(Action.SEND, 200, RESYNCED_MESSAGE, send_as, built)
     return answer(200, RESYNC_UNCHANGED_MESSAGE)
+
+
+def preview_summary(situation: Situation, content: Content, send_as: Operation) -> str:
+    """The sentence a preview shows: what a re-sync without force does with the body built
+    (``content``: compared with the body Finan last accepted), sent as ``send_as``."""
+    if not situation.accepted:
+        if send_as == Operation.CANCEL:
+            return PREVIEW_NEVER_ACCEPTED_CANCEL
+        return PREVIEW_NEVER_ACCEPTED
+    if not content.unchanged:
+        return PREVIEW_DIFFERS
+    if _resync(situation, content, force=False).action == Action.SEND:
+        return PREVIEW_SAME_UNSETTLED.format(state=situation.state)
+    return PREVIEW_SAME
 
 
 def crm_has_none(situation: Situation) -> Decision | None:

@@ -243,9 +243,12 @@ def invoice(invoice_id: int) -> Response:
     "previewAdminResync",
     "Dry run: what a re-sync would send",
     "Pulls the invoice from the CRM, maps it, and shows the body with its diff against "
-    "the last body sent; sends nothing. For a cancelled invoice, the cancel body. For an "
-    "invoice the bridge has no record of: record and compared_with null, the diff against "
-    "nothing, changed and would_send true.",
+    "the body Finan last accepted (compared_with; not a body Finan refused or never "
+    "confirmed), whether a re-sync without force would send it (would_send: changed, or "
+    "failed, dead or queued), and a plain summary sentence; sends nothing. For a cancelled "
+    "invoice, the cancel body. For an invoice Finan never accepted (or the bridge has no "
+    "record of: record null too): compared_with null, the diff against nothing, changed "
+    "and would_send true.",
     responses=_errors(401, 404, 422, 502, 503, own={404: _NO_SUCH_INVOICE}),
 )
 @_returns(200, PreviewEnvelopeSchema, "The body and its diff.")
@@ -259,12 +262,11 @@ def preview(invoice_id: int) -> Response:
         "changed": result.changed,
         "would_send": result.would_send,
         "diff": result.diff,
+        "summary": result.summary,
     }
-    message = (
-        "A re-sync would send this body" if result.would_send else "Unchanged: nothing to send"
-    )
+    message = result.summary
     if result.record is None:
-        message += " (the bridge has no record of this invoice: it would be its first issue)"
+        message += " (the bridge has no record of this invoice)"
     return answer(_preview_envelope, message, data)
 
 

@@ -313,3 +313,30 @@ def test_a_resync_the_crm_has_no_invoice_for(situation, decision):
         assert decision.message.format(invoice_id=42) == (
             "the CRM has no invoice 42 (and the bridge has no record of it)"
         )
+
+
+# A preview's sentence: what a re-sync without force does, compared with what Finan last
+# accepted (situation, content of the body built, how it is sent) -> sentence.
+@pytest.mark.parametrize(
+    ("situation", "content", "send_as", "sentence"),
+    [
+        (NONE, OTHER, ISSUE, rules.PREVIEW_NEVER_ACCEPTED),  # the never-seen
+        (FAILED_ISSUE, OTHER, ISSUE, rules.PREVIEW_NEVER_ACCEPTED),  # not "no changes"
+        (DEAD_ISSUE, OTHER, ISSUE, rules.PREVIEW_NEVER_ACCEPTED),
+        (QUEUED_ISSUE, OTHER, ISSUE, rules.PREVIEW_NEVER_ACCEPTED),
+        (QUEUED_CANCEL_FIRST, OTHER, CANCEL, rules.PREVIEW_NEVER_ACCEPTED_CANCEL),
+        (ISSUED, UNCHANGED, UPDATE, rules.PREVIEW_SAME),
+        (CANCELLED, UNCHANGED, CANCEL, rules.PREVIEW_SAME),
+        (ISSUED, OTHER, UPDATE, rules.PREVIEW_DIFFERS),
+        (FAILED_UPDATE, OTHER, UPDATE, rules.PREVIEW_DIFFERS),
+        (DEAD_UPDATE, OTHER, UPDATE, rules.PREVIEW_DIFFERS),
+        (FAILED_UPDATE, UNCHANGED, UPDATE, rules.PREVIEW_SAME_UNSETTLED.format(state="failed")),
+        (DEAD_UPDATE, UNCHANGED, UPDATE, rules.PREVIEW_SAME_UNSETTLED.format(state="dead")),
+        (QUEUED_UPDATE, UNCHANGED, UPDATE, rules.PREVIEW_SAME_UNSETTLED.format(state="queued")),
+        (FAILED_CANCEL, UNCHANGED, CANCEL, rules.PREVIEW_SAME_UNSETTLED.format(state="failed")),
+    ],
+)
+def test_the_preview_sentence(situation, content, send_as, sentence):
+    assert rules.preview_summary(situation, content, send_as) == sentence
+    would_send = decide(situation, RESYNC, content).action == Action.SEND
+    assert would_send == (sentence != rules.PREVIEW_SAME)  # the sentence says what it does

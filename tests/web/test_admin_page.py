@@ -221,7 +221,7 @@ def test_preview_shows_the_diff_and_sends_nothing(operator, crm_headers, finan, 
 
     html = page(operator, "/admin/invoice/17/preview")
 
-    assert "A re-sync would send this body" in html
+    assert "A re-sync would send this invoice: Finan holds a different version" in html
     assert '<span class="add">+    &#34;address&#34;: &#34;&lt;1 Lê Lợi&gt;&#34;' in html
     assert len(finan_puts(finan)) == 1
 

@@ -30,9 +30,10 @@ def test_the_preview_of_an_invoice_only_the_crm_has_sends_and_saves_nothing(clie
     assert (data["changed"], data["would_send"]) == (True, True)
     assert data["body"]["items"]  # the mapped invoice
     added = [line for line in data["diff"].splitlines() if line.startswith("+")]
-    assert data["diff"].startswith("--- last sent") and len(added) > 3
+    assert data["diff"].startswith("--- accepted by Finan") and len(added) > 3
     assert not any(
-        line.startswith("-") and line != "--- last sent" for line in data["diff"].splitlines()
+        line.startswith("-") and line != "--- accepted by Finan"
+        for line in data["diff"].splitlines()
     )
     assert "no record" in response.json["message"]
     assert finan_puts(finan) == []
