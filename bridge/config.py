@@ -7,6 +7,7 @@ problem names its variable; a secret's value is never echoed back.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,20 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class AdminToken:
+    """One entry of ``BRIDGE_ADMIN_TOKENS``: an operator's name and token (``name=token``;
+    a bare token is named ``operator``). The name shows in histories, batches, logs and on
+    the status page; the token never does."""
+
+    name: str
+    token: str = field(repr=False)
+
+
+# A bare token's name; the role every operator's history events keep as their ``actor``.
+DEFAULT_OPERATOR_NAME = "operator"
+
+
+@dataclass(frozen=True)
 class Settings:
     crm_tokens: tuple[str, ...]
     tourwell_base_url: str
@@ -37,7 +52,7 @@ class Settings:
     provider_tax_ids: Mapping[int, str]
     redis_url: str | None = None
     data_dir: Path = Path("var")
-    admin_tokens: tuple[str, ...] = ()
+    admins: tuple[AdminToken, ...] = ()
     tourwell_rate_limit_per_min: int = 60
     # Background calls to Finan (reconciliation) per minute, shared by every process.
     provider_rate_limit_per_min: int = 600
@@ -51,6 +66,11 @@ class Settings:
     retry_schedule: tuple[int, ...] = (10, 60, 300, 1800, 7200, 21600, 43200)
     # `bridge worker` serves its metrics on this port (GET /metrics); None: not served.
     worker_metrics_port: int | None = None
+
+    @property
+    def admin_tokens(self) -> tuple[str, ...]:
+        """The operators' tokens alone (``admins`` has their names too)."""
+        return tuple(admin.token for admin in self.admins)
 
     def __repr__(self) -> str:  # never let a secret reach a log through repr()
         return (
@@ -75,6 +95,40 @@ def _token_list(raw: str) -> tuple[str, ...]:
     if not tokens:
         raise ValueError("needs at least one token (comma-separated)")
     return tokens
+
+
+# An operator's name: letters, digits, spaces and . _ - @, starting with a letter or digit.
+_OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+
+
+def _admin_tokens(raw: str) -> tuple[AdminToken, ...]:
+    """``name=token`` or bare ``token`` entries, comma-separated. A problem names the
+    entry by its position, never by its text: the text may be (part of) a token."""
+    entries = [e.strip() for e in raw.split(",") if e.strip()]
+    if not entries:
+        raise ValueError("needs at least one token (comma-separated)")
+    admins: list[AdminToken] = []
+    for position, entry in enumerate(entries, start=1):
+        name, sep, token = entry.partition("=")
+        name, token = name.strip(), token.strip()
+        if not sep:
+            name, token = DEFAULT_OPERATOR_NAME, entry
+        elif not token or token.startswith("="):
+            # "abc=" or "abc==" is far likelier a bare base64 token than a name.
+            raise ValueError(
+                f"entry #{position} has no token after its name's '=' (a bare token can't "
+                "hold '='; to keep such a token, name it: name=token)"
+            )
+        elif not _OPERATOR_NAME.fullmatch(name):
+            raise ValueError(
+                f"entry #{position}: the name before '=' must be 1 to 64 letters, digits, "
+                "spaces or . _ - @, starting with a letter or digit (name=token)"
+            )
+        for earlier, admin in enumerate(admins, start=1):
+            if admin.token == token:
+                raise ValueError(f"entries #{earlier} and #{position} have the same token")
+        admins.append(AdminToken(name, token))
+    return tuple(admins)
 
 
 def _http_url(raw: str) -> str:
@@ -180,7 +234,7 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str], Any], bool]] = {
     "REDIS_URL": ("redis_url", _redis_url, False),
     "BRIDGE_DATA_DIR": ("data_dir", lambda raw: Path(_text(raw)), False),
     "BRIDGE_CRM_TOKENS": ("crm_tokens", _token_list, True),
-    "BRIDGE_ADMIN_TOKENS": ("admin_tokens", _token_list, False),
+    "BRIDGE_ADMIN_TOKENS": ("admins", _admin_tokens, False),
     "TOURWELL_BASE_URL": ("tourwell_base_url", _http_url, True),
     "TOURWELL_API_TOKEN": ("tourwell_api_token", _text, True),
     "TOURWELL_RATE_LIMIT_PER_MIN": ("tourwell_rate_limit_per_min", _positive_int, False),

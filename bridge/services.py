@@ -71,6 +71,7 @@ def build_services(
         finan,
         MappingConfig.from_settings(settings),
         settings.retry_schedule,
+        lookup_url_template=settings.provider_lookup_url_template,
     )
     finan_checks = FinanChecks(records, finan, OutOfSyncStore(connection))
     return Services(

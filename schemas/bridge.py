@@ -35,7 +35,14 @@ class RecordSchema(BridgeSchema):
     # Money leaves as a decimal string: exact, and the CRM's own update body uses strings.
     total_amount = fields.Decimal(as_string=True, allow_none=True)
     tax_amount = fields.Decimal(as_string=True, allow_none=True)
-    lookup_url = fields.String(allow_none=True)
+    lookup_url = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "the Finan link (PROVIDER_LOOKUP_URL_TEMPLATE filled in) once Finan "
+            "accepted a body, cancelled or not; without the setting, the last lookup_url the "
+            "CRM sent in an update"
+        },
+    )
     cancel_note = fields.String(allow_none=True)
     last_error = fields.Nested(ProviderErrorSchema, allow_none=True)
     updated_at = fields.String()
@@ -165,6 +172,14 @@ class EventSchema(BridgeSchema):
     at = fields.String(required=True)
     operation = fields.String(required=True, metadata={"description": "issue, update, ..."})
     actor = fields.String(required=True, metadata={"enum": ["crm", "operator", "worker"]})
+    by = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "for an operator's event, the operator's name (their "
+            "BRIDGE_ADMIN_TOKENS entry; 'operator' for a bare token); null for the CRM's, the "
+            "worker's, the command line's and events kept before names"
+        },
+    )
     outcome = fields.String(required=True)
     message = fields.String(allow_none=True)
     code = fields.Integer(allow_none=True, metadata={"description": "Finan's code"})

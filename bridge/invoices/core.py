@@ -64,6 +64,7 @@ class InvoiceCore:
         mapping_config: MappingConfig,
         retry_schedule: tuple[int, ...],
         lock_timeout: float,
+        lookup_url_template: str | None = None,
     ) -> None:
         self.redis = connection
         self.records = records
@@ -72,6 +73,7 @@ class InvoiceCore:
         self.mapping_config = mapping_config
         self.retry_schedule = retry_schedule
         self.lock_timeout = lock_timeout
+        self.lookup_url_template = lookup_url_template
 
     def get(self, invoice_id: int, with_body: bool = True) -> Record:
         record = self.records.get(invoice_id, with_body)
@@ -144,9 +146,20 @@ class InvoiceCore:
 
     # --- what came of it ---
 
+    def keep_link(self, record: Record) -> bool:
+        """Once Finan has accepted a body, the record keeps the Finan link
+        (``PROVIDER_LOOKUP_URL_TEMPLATE`` filled in), cancelled or not: the Finan invoice
+        still exists. True if that changed the record (e.g. one saved before it kept it)."""
+        if self.lookup_url_template is None or not record.accepted:
+            return False
+        link = self.lookup_url_template.format(provider_invoice_id=record.provider_invoice_id)
+        changed, record.lookup_url = link != record.lookup_url, link
+        return changed
+
     def settle(self, record: Record, settles: bool, changed: bool = False) -> None:
         """Nothing sent: Finan already holds the body asked for. ``settles``: an earlier
         failure no longer applies (the record is issued again); save if anything changed."""
+        changed = self.keep_link(record) or changed
         if settles:
             record.state, record.last_error, record.pending = State.ISSUED, None, None
         if settles or changed:
@@ -169,21 +182,22 @@ class InvoiceCore:
         pending: Pending,
         actor: Caller,
         write_back: bool = False,
+        by: str | None = None,
     ) -> bool:
         """Send ``pending`` to Finan now: True if Finan accepted it, False if it is queued
         (Finan unavailable); a rejection is kept and re-raised.
 
         ``write_back``: also tell the CRM how it ended (an operator's re-sync; the CRM did
-        not ask, so it has no answer of its own).
+        not ask, so it has no answer of its own). ``by``: the operator's name, for the history.
         """
         answer = self.call_finan(lock, record, pending)
         if isinstance(answer, ProviderRejected):
-            self.reject(record, pending, answer, actor, write_back)
+            self.reject(record, pending, answer, actor, write_back, by=by)
             raise answer
         if isinstance(answer, ProviderUnavailable):
-            self.enqueue(record, pending, answer.message, actor)
+            self.enqueue(record, pending, answer.message, actor, by=by)
             return False
-        self.accept(lock, record, pending, answer, actor, write_back)
+        self.accept(lock, record, pending, answer, actor, write_back, by=by)
         return True
 
     def call_finan(
@@ -209,6 +223,7 @@ class InvoiceCore:
         answer: FinanAnswer,
         actor: Caller,
         write_back: bool = False,
+        by: str | None = None,
     ) -> None:
         """Finan accepted ``pending``: save it as what Finan holds, and release the lock in
         the same transaction (the operation's last step)."""
@@ -223,7 +238,8 @@ class InvoiceCore:
         record.provider_system_code = data.get("system_code") or record.provider_system_code
         record.total_amount = data.get("total_amount")
         record.tax_amount = data.get("tax_amount")
-        event = Event(pending.operation, actor, record.state, answer.message, answer.code)
+        self.keep_link(record)
+        event = Event(pending.operation, actor, record.state, answer.message, answer.code, by=by)
         write_back_job = self.write_back_job(record, write_back)
         # Finan now holds exactly this body: the invoice is no longer out of sync.
         in_sync = out_of_sync.forget_step(record.invoice_id)
@@ -237,13 +253,14 @@ class InvoiceCore:
         exc: ProviderRejected,
         actor: Caller,
         write_back: bool = False,
+        by: str | None = None,
     ) -> None:
         """Finan refused ``pending``: the record is failed, the operation stays pending."""
         record.state = State.FAILED
         record.pending = pending
         pending.job_id = pending.next_attempt_at = None
         record.last_error = {"code": exc.code, "message": exc.provider_message}
-        event = Event(pending.operation, actor, State.FAILED, exc.provider_message, exc.code)
+        event = Event(pending.operation, actor, State.FAILED, exc.provider_message, exc.code, by=by)
         self.records.save(record, event, self.write_back_job(record, write_back))
 
     def enqueue(
@@ -253,6 +270,7 @@ class InvoiceCore:
         why: str,
         actor: Caller,
         delay: int | None = None,
+        by: str | None = None,
     ) -> None:
         """Make ``pending`` the record's queued operation, with a job for its next attempt."""
         if delay is None:
@@ -263,7 +281,8 @@ class InvoiceCore:
         record.state = State.QUEUED
         record.pending = pending
         record.last_error = {"code": None, "message": why}
-        event = Event(pending.operation, actor, State.QUEUED, f"{why}; next attempt in {delay} s")
+        message = f"{why}; next attempt in {delay} s"
+        event = Event(pending.operation, actor, State.QUEUED, message, by=by)
         self.records.save(
             record,
             event,

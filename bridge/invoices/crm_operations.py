@@ -87,8 +87,11 @@ class CrmOperations:
             invoice = apply_update(core.pull(invoice_id), fields)
             body = core.encode(invoice, record)
             record.code = invoice.get("code") or record.code
-            lookup_url = fields.get("lookup_url") or record.lookup_url
-            changed, record.lookup_url = lookup_url != record.lookup_url, lookup_url
+            if core.lookup_url_template is None:  # the CRM's own link, kept as it sent it
+                lookup_url = fields.get("lookup_url") or record.lookup_url
+                changed, record.lookup_url = lookup_url != record.lookup_url, lookup_url
+            else:  # the bridge's Finan link (``keep_link``), whatever the CRM sends
+                changed = core.keep_link(record)
             content = Content(unchanged=record.fingerprint == fingerprint(body))
             decision = rules.decide(now, Operation.UPDATE, content)
             if decision.action == Action.ANSWER:

@@ -73,9 +73,12 @@ class InvoiceOperations:
         mapping_config: MappingConfig,
         retry_schedule: tuple[int, ...] = (10,),
         lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+        lookup_url_template: str | None = None,
     ) -> None:
         """``lock_timeout``: seconds each invoice's lock lasts unless renewed (see
-        ``bridge.store.lock``); the call to Finan must take under half of it."""
+        ``bridge.store.lock``); the call to Finan must take under half of it.
+        ``lookup_url_template``: ``PROVIDER_LOOKUP_URL_TEMPLATE``, the Finan link each
+        record keeps once Finan accepted a body."""
         self._core = InvoiceCore(
             connection,
             records,
@@ -84,6 +87,7 @@ class InvoiceOperations:
             mapping_config,
             retry_schedule,
             lock_timeout=lock_timeout,
+            lookup_url_template=lookup_url_template,
         )
         self._crm = CrmOperations(self._core)
         self._worker = WorkerOperations(self._core)
@@ -123,5 +127,5 @@ class InvoiceOperations:
     def preview(self, invoice_id: int) -> Preview:
         return self._operator.preview(invoice_id)
 
-    def resync(self, invoice_id: int, force: bool = False) -> ResyncOutcome:
-        return self._operator.resync(invoice_id, force)
+    def resync(self, invoice_id: int, force: bool = False, by: str | None = None) -> ResyncOutcome:
+        return self._operator.resync(invoice_id, force, by)

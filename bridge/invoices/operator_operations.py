@@ -77,12 +77,13 @@ class OperatorOperations:
             summary=rules.preview_summary(now, content, plan.send_as),
         )
 
-    def resync(self, invoice_id: int, force: bool = False) -> ResyncOutcome:
+    def resync(self, invoice_id: int, force: bool = False, by: str | None = None) -> ResyncOutcome:
         """An operator's re-sync: pull, map and send, then write the outcome back to the CRM.
 
         Unchanged content (Finan already holds this exact body) sends nothing unless
         ``force``; a failed, dead or queued invoice is always sent (that is what re-sync is
-        for). Finan unavailable: queued again, with a fresh schedule.
+        for). Finan unavailable: queued again, with a fresh schedule. ``by``: the operator's
+        name (``BRIDGE_ADMIN_TOKENS``), kept in the history's events.
         """
         core = self._core
         with core.locked(invoice_id) as (lock, known):
@@ -97,8 +98,11 @@ class OperatorOperations:
             content = Content(unchanged=fingerprint(body) == record.fingerprint)
             decision = rules.decide(now, Operation.RESYNC, content, force=force)
             if decision.action == Action.ANSWER:
-                event = Event(Operation.RESYNC, Caller.OPERATOR, UNCHANGED, "nothing sent to Finan")
-                if code_is_new:  # saved with the event, so that a search finds it
+                event = Event(
+                    Operation.RESYNC, Caller.OPERATOR, UNCHANGED, "nothing sent to Finan", by=by
+                )
+                # saved with the event, so that a search finds it (and the link kept)
+                if core.keep_link(record) or code_is_new:
                     core.records.save(record, event)
                 else:
                     core.records.add_event(invoice_id, event)
@@ -108,7 +112,7 @@ class OperatorOperations:
             # A re-sync of an issue Finan has not accepted is still that issue.
             source = rules.issue_source(send_as, pending_source(record))
             pending = Pending(send_as, body.decode(), state, source=source)
-            if core.send_now(lock, record, pending, Caller.OPERATOR, write_back=True):
+            if core.send_now(lock, record, pending, Caller.OPERATOR, write_back=True, by=by):
                 return ResyncOutcome(decision.status, decision.message, record, SENT)
             return ResyncOutcome(202, rules.QUEUED_MESSAGE, record, State.QUEUED)
 

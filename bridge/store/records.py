@@ -136,11 +136,22 @@ class Event:
     """One line of an invoice's history."""
 
     operation: str  # issue, update, cancel, resync, write_back
-    actor: str  # crm, operator or worker
+    actor: str  # crm, operator or worker: the role
     outcome: str  # e.g. issued, unchanged, queued, failed, dead, written_back
     message: str | None = None
     code: int | None = None  # Finan's envelope code, when it gave one
     at: str = dataclasses.field(default_factory=now_iso)
+    # Which operator (the name of their BRIDGE_ADMIN_TOKENS entry) for an operator's
+    # event; None for the CRM's and the worker's, the command line's, and events written
+    # before operators had names.
+    by: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Event:
+        """An event as stored, by any version: fields it does not know are left out."""
+        value = json.loads(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in known})
 
 
 @dataclass
@@ -162,6 +173,8 @@ class Record:
     source: str | None = None
     last_error: dict[str, Any] | None = None
     cancel_note: str | None = None
+    # The Finan link (PROVIDER_LOOKUP_URL_TEMPLATE filled in), set each time Finan accepts a
+    # body; without the setting, the last lookup_url the CRM sent in an update.
     lookup_url: str | None = None
     pending: Pending | None = None
     created_at: str = dataclasses.field(default_factory=now_iso)
@@ -294,7 +307,7 @@ class RecordStore:
     def history(self, invoice_id: int, limit: int = HISTORY_LENGTH) -> list[Event]:
         """The invoice's events, newest first."""
         raw = self._redis.lrange(history_key(invoice_id), 0, limit - 1)
-        return [Event(**json.loads(self._cipher.open(entry))) for entry in raw]
+        return [Event.from_json(self._cipher.open(entry)) for entry in raw]
 
     def ids_in_state(self, state: str) -> list[int]:
         """Invoice ids whose record is in ``state``, oldest change first."""

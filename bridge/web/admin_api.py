@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
 
 from bridge.errors import NotFound, Unauthorized, Unprocessable
+from bridge.observability import logs
 from bridge.store.records import Record
 from bridge.web.http import bearer_token, read_json, request_body, services
 from bridge.web.openapi import (
@@ -65,7 +66,16 @@ def authenticate() -> None:
             "no admin tokens are configured (BRIDGE_ADMIN_TOKENS), so the admin API refuses "
             "every caller"
         )
-    bearer_token(tokens, "admin")
+    admin = bearer_token(services().settings.admins, "admin", lambda entry: entry.token)
+    g.operator = admin.name
+    # Unbound with the request's own log context (bridge.web.request_logging).
+    logs.bind(operator=admin.name)
+
+
+def operator_name() -> str | None:
+    """The name of the BRIDGE_ADMIN_TOKENS entry of this request's caller (admin API or
+    status page), for histories and batches; None outside such a request."""
+    return g.get("operator")
 
 
 def load_query(schema: Schema) -> dict[str, Any]:
@@ -294,7 +304,7 @@ def preview(invoice_id: int) -> Response:
 def resync(invoice_id: int) -> Response:
     force = load_query(_resync_query)["force"]
     force = load_admin_body(_resync_body, required=False)["force"] or force
-    outcome = services().operations.resync(invoice_id, force=force)
+    outcome = services().operations.resync(invoice_id, force=force, by=operator_name())
     data = {"result": outcome.result, "record": outcome.record}
     return answer(_resync_envelope, outcome.message, data, outcome.status)
 

@@ -33,6 +33,7 @@ from flask import (
     Request,
     Response,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -46,8 +47,14 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
 from bridge.errors import BridgeError, NotFound
+from bridge.observability import logs
 from bridge.store.records import STATES
-from bridge.web.admin_api import finan_check_data, invoice_detail, list_invoices
+from bridge.web.admin_api import (
+    finan_check_data,
+    invoice_detail,
+    list_invoices,
+    operator_name,
+)
 from bridge.web.http import matching_token, services
 from bridge.web.openapi import INVOICE_ID, PAGE_TAG, REQUEST_ID_HEADERS, Blueprint
 from schemas.bridge import RESYNC_STATES, ErrorEnvelopeSchema, InvoiceListQuerySchema
@@ -136,9 +143,27 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if not logged_in():
             session.clear()
             return redirect(url_for(".login", next=request.full_path.rstrip("?")))
+        name_operator()
         return view(**kwargs)
 
     return wrapper
+
+
+def name_operator() -> None:
+    """Name the logged-in operator for this request (``operator_name``, the log lines): the
+    BRIDGE_ADMIN_TOKENS entry whose token opened the session."""
+    opened_by = session.get("admin")
+    for admin in services().settings.admins:
+        if token_id(admin.token) == opened_by:
+            g.operator = admin.name
+            logs.bind(operator=admin.name)  # unbound with the request's log context
+            return
+
+
+@bp.context_processor
+def the_operator() -> dict[str, Any]:
+    """``operator_name`` in every template: "logged in as …"."""
+    return {"operator_name": operator_name()}
 
 
 @bp.before_request
@@ -411,7 +436,7 @@ def preview(invoice_id: int) -> Any:
 def resync(invoice_id: int) -> Any:
     force = request.form.get("force") == "1"
     try:
-        outcome = services().operations.resync(invoice_id, force=force)
+        outcome = services().operations.resync(invoice_id, force=force, by=operator_name())
     except NotFound as exc:
         return page_error(404, exc.message)
     except BridgeError as exc:  # rejected, in flight, CRM trouble: say so on the page

@@ -4,8 +4,8 @@ raw body and its JSON, and answers in Tourwell's envelope."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from flask import Response, current_app, jsonify, request
 from marshmallow import ValidationError
@@ -20,31 +20,41 @@ from bridge.errors import (
 from bridge.services import Services
 from schemas import json_input
 
+E = TypeVar("E")
+
 
 def services() -> Services:
     return current_app.extensions["bridge"]
 
 
-def matching_token(presented: str, allowed: Iterable[str]) -> str | None:
-    """The token of ``allowed`` equal to ``presented``, or None. Every candidate is
-    compared, in constant time: no early exit that times the match."""
+def _itself(token: str) -> str:
+    return token
+
+
+def matching_token(
+    presented: str, allowed: Iterable[E], token_of: Callable[[E], str] = _itself
+) -> E | None:
+    """The entry of ``allowed`` whose token (``token_of``: the entry itself, or e.g. an
+    ``AdminToken``'s ``token``) equals ``presented``, or None. Every candidate is compared,
+    in constant time: no early exit that times the match."""
     found = None
     for candidate in allowed:
-        if hmac.compare_digest(presented.encode(), candidate.encode()):
+        if hmac.compare_digest(presented.encode(), token_of(candidate).encode()):
             found = candidate
     return found
 
 
-def bearer_token(allowed: tuple[str, ...], what: str) -> str:
-    """The caller's token if it is one of ``allowed``."""
+def bearer_token(allowed: Iterable[E], what: str, token_of: Callable[[E], str] = _itself) -> E:
+    """The entry of ``allowed`` the caller's Bearer token matches (see ``matching_token``)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized(f"send the {what} token as 'Authorization: Bearer <token>'")
-    if matching_token(token, allowed) is None:
+    entry = matching_token(token, allowed, token_of)
+    if entry is None:
         raise Unauthorized(f"the {what} token is not valid")
-    return token
+    return entry
 
 
 def request_body() -> bytes:
