@@ -54,8 +54,8 @@ def test_every_variable_of_the_design_is_in_the_table():
         "BRIDGE_ENCRYPTION_KEY",
     }
     # The bridge's own additions: the queue's retry schedule (docs/reliability.md), the
-    # worker's metrics port (docs/operators.md).
-    own = {"BRIDGE_RETRY_SCHEDULE", "BRIDGE_WORKER_METRICS_PORT"}
+    # worker's metrics port (docs/operators.md), the pace of background calls to Finan.
+    own = {"BRIDGE_RETRY_SCHEDULE", "BRIDGE_WORKER_METRICS_PORT", "PROVIDER_RATE_LIMIT_PER_MIN"}
     assert set(SETTINGS_TABLE) == design | own
 
 
