@@ -260,7 +260,14 @@ def test_the_fast_finan_standin_refuses_items_it_cannot_sum(standins):
 
 def run_driver(given: Path, scenario: str) -> subprocess.CompletedProcess:
     """``bench/instructions_driver.py`` run plainly (no valgrind), one round."""
-    command = [sys.executable, str(instructions.DRIVER), str(given), scenario, "1"]
+    command = [
+        sys.executable,
+        str(instructions.DRIVER),
+        str(given),
+        scenario,
+        "1",
+        "bridge.web.app",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
