@@ -109,6 +109,28 @@ class InvoiceListQuerySchema(BridgeSchema):
         validate=validate.Range(min=1, max=MAX_PER_PAGE),
         metadata={"description": "How many records a page holds."},
     )
+    # Vietnam dates (the operators' days), both included: the last change on or after
+    # ``from`` and on or before ``to``.
+    since = fields.Date(
+        data_key="from",
+        metadata={
+            "description": "Only records last changed on or after this day, in Vietnam time "
+            "(YYYY-MM-DD)."
+        },
+    )
+    until = fields.Date(
+        data_key="to",
+        metadata={
+            "description": "Only records last changed on or before this day, in Vietnam time "
+            "(YYYY-MM-DD)."
+        },
+    )
+
+    @validates_schema
+    def check_range(self, data: dict[str, object], **kwargs: object) -> None:
+        since, until = data.get("since"), data.get("until")
+        if since is not None and until is not None and since > until:  # type: ignore[operator]
+            raise ValidationError("must not be after 'to'", field_name="from")
 
 
 class JsonBoolean(fields.Boolean):
@@ -268,6 +290,38 @@ class BatchSchema(BridgeSchema):
     finished_at = fields.String(allow_none=True, required=True)
     next_slice_at = fields.String(allow_none=True, required=True)
     problems = fields.List(fields.Nested(BatchItemSchema), required=True)
+    kind = fields.String(required=True, metadata={"enum": ["resync", "reconcile"]})
+    started_by = fields.String(
+        required=True,
+        metadata={"description": "who started it (the operator's name when known) and how"},
+    )
+
+
+class BatchSummarySchema(BatchSchema):
+    class Meta(BatchSchema.Meta):
+        exclude = ("problems",)
+
+
+class BatchListQuerySchema(BridgeSchema):
+    page = fields.Integer(
+        load_default=1, validate=validate.Range(min=1), metadata={"description": "From 1."}
+    )
+    per_page = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "How many batches a page holds."},
+    )
+
+
+class BatchListSchema(BridgeSchema):
+    total = fields.Integer(required=True, metadata={"description": "batches of the last 7 days"})
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    batches = fields.List(
+        fields.Nested(BatchSummarySchema),
+        required=True,
+        metadata={"description": "newest first; every kind (re-sync, reconciliation)"},
+    )
 
 
 def _admin_envelope(name: str, data: fields.Field) -> type[Schema]:
@@ -296,6 +350,9 @@ ResyncEnvelopeSchema = _admin_envelope(
 )
 BatchEnvelopeSchema = _admin_envelope(
     "BatchEnvelopeSchema", fields.Nested(BatchSchema, required=True)
+)
+BatchListEnvelopeSchema = _admin_envelope(
+    "BatchListEnvelopeSchema", fields.Nested(BatchListSchema, required=True)
 )
 
 

@@ -19,7 +19,7 @@ from bridge.invoices.core import (
     refuse,
     situation,
 )
-from bridge.invoices.mapping import apply_update
+from bridge.invoices.mapping import apply_update, customer_name
 from bridge.invoices.rules import Action, Content, Decision
 from bridge.store.lock import InvoiceLock
 from bridge.store.records import Pending, Record, fingerprint
@@ -61,6 +61,7 @@ class CrmOperations:
                 core.settle(record, decision.settles)
                 return Outcome(decision.status, decision.message, record)
             record.code = invoice.get("code") or record.code
+            record.customer = customer_name(invoice) or record.customer
             new = Pending(Operation.ISSUE, body.decode(), State.ISSUED, source=source)
             return self._send(lock, record, new, decision, Operation.ISSUE)
 
@@ -87,6 +88,7 @@ class CrmOperations:
             invoice = apply_update(core.pull(invoice_id), fields)
             body = core.encode(invoice, record)
             record.code = invoice.get("code") or record.code
+            record.customer = customer_name(invoice) or record.customer
             if core.lookup_url_template is None:  # the CRM's own link, kept as it sent it
                 lookup_url = fields.get("lookup_url") or record.lookup_url
                 changed, record.lookup_url = lookup_url != record.lookup_url, lookup_url

@@ -241,10 +241,17 @@ def _phone(raw: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def customer_name(invoice: Mapping[str, Any]) -> str | None:
+    """The name Finan gets as the customer's: the company's, else the CRM customer's."""
+    request = invoice.get("request_info") or {}
+    crm_customer = (invoice.get("order_info") or {}).get("customer") or {}
+    return request.get("company_name") or crm_customer.get("name") or None
+
+
 def _customer(invoice: Mapping[str, Any], problems: _Problems) -> dict[str, Any]:
     request = invoice.get("request_info") or {}
     crm_customer = (invoice.get("order_info") or {}).get("customer") or {}
-    name = request.get("company_name") or crm_customer.get("name")
+    name = customer_name(invoice)
     if not name:
         problems.add(
             "no customer name: request_info.company_name and order_info.customer.name "

@@ -22,6 +22,7 @@ from bridge.invoices.core import (
     refuse,
     situation,
 )
+from bridge.invoices.mapping import customer_name
 from bridge.invoices.rules import Action, Content, Decision
 from bridge.store.records import Event, Pending, Record, fingerprint
 from schemas.states import Caller, Operation, State
@@ -63,7 +64,7 @@ class OperatorOperations:
         plan = rules.decide(now, Operation.RESYNC)
         if plan.action == Action.REFUSE:
             refuse(plan, invoice_id)
-        body, _code = self._build(record, plan, now)
+        body, _code, _customer = self._build(record, plan, now)
         content = Content(unchanged=fingerprint(body) == record.fingerprint)
         compared_with = record.last_body if record.accepted else None
         return Preview(
@@ -92,9 +93,12 @@ class OperatorOperations:
             plan = rules.decide(now, Operation.RESYNC)
             if plan.action == Action.REFUSE:
                 refuse(plan, invoice_id)
-            body, code = self._build(record, plan, now)
-            code_is_new = bool(code) and code != record.code  # e.g. a record kept before codes
+            body, code, customer = self._build(record, plan, now)
+            # e.g. a record kept before codes (or customer names): saved even when unchanged
+            code_is_new = bool(code) and code != record.code
+            code_is_new |= bool(customer) and customer != record.customer
             record.code = code or record.code
+            record.customer = customer or record.customer
             content = Content(unchanged=fingerprint(body) == record.fingerprint)
             decision = rules.decide(now, Operation.RESYNC, content, force=force)
             if decision.action == Action.ANSWER:
@@ -118,11 +122,11 @@ class OperatorOperations:
 
     def _build(
         self, record: Record, plan: Decision, now: rules.Situation
-    ) -> tuple[bytes, str | None]:
+    ) -> tuple[bytes, str | None, str | None]:
         """The exact body a re-sync of ``record`` (in ``now``) sends as ``plan`` says, and
-        the CRM's invoice code (None when not pulled)."""
+        the CRM's invoice code and customer name (None when not pulled)."""
         if plan.body_from is not None:  # a cancel body, from the latest body held: no pull
-            return cancel_body_of(record, plan.body_from), None
+            return cancel_body_of(record, plan.body_from), None, None
         try:
             invoice = self._core.pull(record.invoice_id)
         except NotFound:
@@ -130,4 +134,4 @@ class OperatorOperations:
             if refused is None:
                 raise
             raise NoSuchInvoice(refused.message.format(invoice_id=record.invoice_id)) from None
-        return self._core.encode(invoice, record), invoice.get("code")
+        return self._core.encode(invoice, record), invoice.get("code"), customer_name(invoice)

@@ -20,7 +20,10 @@ queue job that will send ``pending``) in one MULTI/EXEC, so they never disagree.
 For operators' lists and searches (``page``, ``search``), one more index: the CRM's invoice
 codes, a sorted set of ``<CODE>\0<id>`` members, all of score 0, so that a code or its start
 is found with ZRANGEBYLEX. Codes are the CRM's invoice numbers (``HD017``), not customer
-data, so they are kept in the clear even when records are encrypted.
+data, so they are kept in the clear even when records are encrypted. The customer's name is
+customer data: it is kept in the record only (encrypted with it), and a search by name reads
+the records themselves, newest first (``search``). Lists may be narrowed to a span of time
+of the last change (``since``/``until``, epoch seconds), which is the indexes' score.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import hashlib
 import json
 import logging
 import time
+import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,6 +58,8 @@ CODE_INDEX_KEY = "bridge:index:code"
 # A search returns at most this many records: an operator narrows a query, never pages
 # through thousands of matches.
 SEARCH_LIMIT = 1000
+# A search by customer name reads the records in chunks of this many, newest change first.
+SCAN_CHUNK = 500
 
 
 def state_index_key(state: str) -> str:
@@ -160,6 +166,8 @@ class Record:
     provider_invoice_id: str
     state: str | None = None
     code: str | None = None
+    # The customer's name as sent to Finan (records kept before it have none).
+    customer: str | None = None
     provider_order_code: str | None = None
     provider_system_code: str | None = None
     total_amount: Decimal | None = None
@@ -173,6 +181,8 @@ class Record:
     source: str | None = None
     last_error: dict[str, Any] | None = None
     cancel_note: str | None = None
+    # The Finan link (PROVIDER_LOOKUP_URL_TEMPLATE filled in), set each time Finan accepts a
+    # body; without the setting, the last lookup_url the CRM sent in an update.
     # The Finan link (PROVIDER_LOOKUP_URL_TEMPLATE filled in), set each time Finan accepts a
     # body; without the setting, the last lookup_url the CRM sent in an update.
     lookup_url: str | None = None
@@ -343,22 +353,78 @@ class RecordStore:
                 pipe.exists(record_key(invoice_id))
             return [bool(found) for found in pipe.execute()]
 
-    def page(self, state: str | None, offset: int, limit: int) -> tuple[int, list[Record]]:
+    def page(
+        self,
+        state: str | None,
+        offset: int,
+        limit: int,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> tuple[int, list[Record]]:
         """(how many records there are, ``limit`` of them from ``offset``), newest change
-        first; all records, or those in ``state``."""
+        first; all records, or those in ``state``; changed last at ``since`` or later and
+        before ``until`` (epoch seconds) when given."""
         key = state_index_key(state) if state else INDEX_ALL_KEY
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(key)
-            pipe.zrevrange(key, offset, offset + limit - 1)
+            if since is None and until is None:
+                pipe.zcard(key)
+                pipe.zrevrange(key, offset, offset + limit - 1)
+            else:
+                low, high = _score_bounds(since, until)
+                pipe.zcount(key, low, high)
+                pipe.zrevrangebyscore(key, high, low, start=offset, num=limit)
             total, members = pipe.execute()
         return total, self.get_many([int(member) for member in members])
 
-    def search(self, query: str, state: str | None = None) -> list[Record]:
-        """Records whose invoice id is ``query``, or whose code starts with it (any case),
-        newest change first, at most ``SEARCH_LIMIT``; only those in ``state`` if given."""
+    def _ids_newest_first(
+        self, key: str, since: float | None, until: float | None
+    ) -> Iterator[list[int]]:
+        """The ids in ``key`` (within ``since``/``until``), newest change first, in chunks."""
+        low, high = _score_bounds(since, until)
+        offset = 0
+        while True:
+            members = self._redis.zrevrangebyscore(key, high, low, start=offset, num=SCAN_CHUNK)
+            if not members:
+                return
+            yield [int(member) for member in members]
+            offset += len(members)
+
+    def search(
+        self,
+        query: str,
+        state: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Record]:
+        """Records whose invoice id is ``query``, or whose code starts with it (any case), or
+        whose customer's name holds it (any case, with or without Vietnamese accents: "nguyen
+        van" finds "Nguyễn Văn An"), newest change first, at most ``SEARCH_LIMIT``; only those
+        in ``state``, and changed within ``since``/``until``, if given."""
         query = query.strip()
         if not query:
             return []
+        found = {record.invoice_id: record for record in self._search_id_or_code(query)}
+        key = state_index_key(state) if state else INDEX_ALL_KEY
+        wanted = fold(query)
+        for chunk in self._ids_newest_first(key, since, until):
+            if len(found) >= SEARCH_LIMIT:
+                break
+            for record in self.get_many(chunk):
+                if record.customer and wanted in fold(record.customer):
+                    found.setdefault(record.invoice_id, record)
+        low, high = _score_bounds(since, until)
+        selected = [
+            record
+            for record in found.values()
+            if (state is None or record.state == state)
+            and (low == "-inf" or _epoch(record.updated_at) >= since)
+            and (high == "+inf" or _epoch(record.updated_at) < until)
+        ]
+        selected.sort(key=lambda record: record.updated_at, reverse=True)
+        return selected[:SEARCH_LIMIT]
+
+    def _search_id_or_code(self, query: str) -> list[Record]:
+        """Records whose invoice id is ``query`` or whose code starts with it (any case)."""
         prefix = query.upper().encode()
         members = self._redis.zrangebylex(
             CODE_INDEX_KEY, b"[" + prefix, b"[" + prefix + b"\xff", start=0, num=SEARCH_LIMIT
@@ -373,7 +439,22 @@ class RecordStore:
             # The index may still hold a code the invoice no longer has.
             or (record.code or "").strip().upper().startswith(query.upper())
         ]
-        if state is not None:
-            found = [record for record in found if record.state == state]
-        found.sort(key=lambda record: record.updated_at, reverse=True)
-        return found[:SEARCH_LIMIT]
+        return found
+
+
+def fold(text: str) -> str:
+    """``text`` for a search: lower case, without accents (đ as d), spaces collapsed."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.casefold().split())
+
+
+def _score_bounds(since: float | None, until: float | None) -> tuple[str, str]:
+    """ZRANGEBYSCORE's bounds of [since, until): open ends are infinite."""
+    low = "-inf" if since is None else repr(float(since))
+    high = "+inf" if until is None else f"({float(until)!r}"
+    return low, high
+
+
+def _epoch(instant: str) -> float:
+    return datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp()

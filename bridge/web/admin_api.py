@@ -19,6 +19,7 @@ from bridge.errors import NotFound, Unauthorized, Unprocessable
 from bridge.observability import logs
 from bridge.store.records import Record
 from bridge.web.http import bearer_token, read_json, request_body, services
+from bridge.web.i18n import vietnam_day_bounds
 from bridge.web.openapi import (
     ADMIN_SECURITY_SCHEME,
     ADMIN_TAG,
@@ -31,6 +32,8 @@ from bridge.web.openapi import (
 )
 from schemas.bridge import (
     BatchEnvelopeSchema,
+    BatchListEnvelopeSchema,
+    BatchListQuerySchema,
     BulkResyncSchema,
     FinanCheckEnvelopeSchema,
     InvoiceDetailEnvelopeSchema,
@@ -54,6 +57,8 @@ _detail_envelope = InvoiceDetailEnvelopeSchema()
 _preview_envelope = PreviewEnvelopeSchema()
 _resync_envelope = ResyncEnvelopeSchema()
 _batch_envelope = BatchEnvelopeSchema()
+_batch_list_query = BatchListQuerySchema()
+_batch_list_envelope = BatchListEnvelopeSchema()
 _reconcile_body = ReconcileSchema()
 _finan_check_envelope = FinanCheckEnvelopeSchema()
 
@@ -134,16 +139,27 @@ def invoice_detail(record: Record) -> dict[str, Any]:
     }
 
 
+def changed_between(query: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The query's ``from``/``to`` (Vietnam days, both included) as epoch seconds
+    [since, until); None for an open end."""
+    since, until = vietnam_day_bounds(query.get("since"), query.get("until"))
+    return (
+        None if query.get("since") is None else since,
+        None if query.get("until") is None else until,
+    )
+
+
 def list_invoices(query: dict[str, Any]) -> dict[str, Any]:
     """The page of records the query asks for, and the counts per state."""
     records = services().records
     per_page, page = query["per_page"], query["page"]
     offset = (page - 1) * per_page
+    since, until = changed_between(query)
     if query.get("q"):
-        found = records.search(query["q"], query.get("state"))
+        found = records.search(query["q"], query.get("state"), since, until)
         total, shown = len(found), found[offset : offset + per_page]
     else:
-        total, shown = records.page(query.get("state"), offset, per_page)
+        total, shown = records.page(query.get("state"), offset, per_page, since, until)
     return {
         "total": total,
         "page": page,
@@ -221,8 +237,10 @@ _BATCH_ID = {
 @_admin(
     "listAdminInvoices",
     "Records, newest change first",
-    "Filter by state; search by invoice id, or by the CRM's invoice code or its start "
-    "(case-insensitive). Paged. Also the number of records in each state.",
+    "Filter by state, and by the day of the last change (from, to: Vietnam dates, both "
+    "included); search by invoice id, by the CRM's invoice code or its start, or by part of "
+    "the customer's name (case- and accent-insensitive). Paged. Also the number of records "
+    "in each state.",
     # One query parameter per field of the schema that validates them (apispec).
     parameters=[{"in": "query", "schema": InvoiceListQuerySchema}],
     responses=_errors(401, 422, 503),
@@ -326,7 +344,11 @@ def resync(invoice_id: int) -> Response:
 def bulk_resync() -> Response:
     body = load_admin_body(_bulk_body, required=True)
     batch = services().batches.start(
-        ids=body.get("ids"), state=body.get("state"), force=body["force"], runner="queue"
+        ids=body.get("ids"),
+        state=body.get("state"),
+        force=body["force"],
+        runner="queue",
+        started_by=batch_starter(),
     )
     return answer(
         _batch_envelope,
@@ -335,6 +357,32 @@ def bulk_resync() -> Response:
         batch,
         202,
     )
+
+
+def batch_starter() -> str:
+    """Who started a batch through this API, as the batch keeps it."""
+    name = operator_name()
+    return f"{name} (admin API)" if name else "admin API"
+
+
+@bp.get("/resync")
+@_admin(
+    "listBatches",
+    "Bulk re-syncs and reconciliations of the last 7 days, newest first",
+    "Every batch started in the last 7 days (by the admin API, the status page or the "
+    "command line), of both kinds (kind: resync or reconcile), with who started it and "
+    "when, its counts per result and whether it finished; paged. Without problems: "
+    "GET /admin/resync/{batch_id} (or /admin/reconcile/{batch_id}) has them.",
+    parameters=[{"in": "query", "schema": BatchListQuerySchema}],
+    responses=_errors(401, 422, 503),
+)
+@_returns(200, BatchListEnvelopeSchema, "A page of batches.")
+def list_batches() -> Response:
+    query = load_query(_batch_list_query)
+    per_page, page = query["per_page"], query["page"]
+    total, batches = services().batches.listed((page - 1) * per_page, per_page)
+    data = {"total": total, "page": page, "per_page": per_page, "batches": batches}
+    return answer(_batch_list_envelope, f"{total} batches in the last 7 days", data)
 
 
 @bp.get("/resync/<batch_id>", parameters=[_BATCH_ID])
@@ -411,7 +459,7 @@ def invoice_at_finan(invoice_id: int) -> Response:
 def reconcile() -> Response:
     body = load_admin_body(_reconcile_body, required=True)
     batch = services().reconciliations.start(
-        ids=body.get("ids"), state=body.get("state"), runner="queue"
+        ids=body.get("ids"), state=body.get("state"), runner="queue", started_by=batch_starter()
     )
     return answer(
         _batch_envelope,

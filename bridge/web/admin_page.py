@@ -1,12 +1,13 @@
 """The operators' status page at ``/admin/``: server-rendered HTML, no front-end build.
 
-Log in with an admin token (``BRIDGE_ADMIN_TOKENS``) and the page keeps a session cookie:
-Flask's signed cookie, HttpOnly, SameSite=Strict, limited to ``/admin``, Secure whenever the
-request came over TLS (directly, or through a proxy gunicorn trusts; see
-``forwarded_allow_ips``). The key that signs it is derived from the admin tokens, so every
-web process agrees on it without another setting, and changing the tokens ends every
-session. The session names which token logged in (by a digest), so removing a token from
-``BRIDGE_ADMIN_TOKENS`` also ends the sessions it opened.
+Log in with an admin token (``BRIDGE_ADMIN_TOKENS``) and the page keeps a session: in the
+bridge's Redis, its cookie only a random id, HttpOnly, SameSite=Strict, limited to
+``/admin``, Secure whenever the request came over TLS (directly, or through a proxy gunicorn
+trusts; see ``forwarded_allow_ips``). Logging out ends it, and so do an idle timeout and an
+absolute cap (``bridge/web/admin_session.py``). The session names which token logged in (by
+a digest), checked on each request, so removing a token from ``BRIDGE_ADMIN_TOKENS`` ends
+the sessions it opened. The key that signs the CSRF tokens is derived from the admin
+tokens, so every web process agrees on it without another setting.
 
 Every form carries a CSRF token (Flask-WTF's ``CSRFProtect``, checked only for this page's
 forms: the JSON APIs authenticate with Bearer tokens and need none). Templates are
@@ -16,13 +17,15 @@ any).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import json
 import os
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from decimal import Decimal
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +33,6 @@ from urllib.parse import urlsplit
 import redis
 from flask import (
     Flask,
-    Request,
     Response,
     flash,
     g,
@@ -40,31 +42,36 @@ from flask import (
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.views import MethodView
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
 from bridge.errors import BridgeError, NotFound
+from bridge.invoices import rules
 from bridge.observability import logs
+from bridge.store.admin_sessions import AdminSessions
 from bridge.store.records import STATES
+from bridge.web import i18n
 from bridge.web.admin_api import (
     finan_check_data,
     invoice_detail,
     list_invoices,
     operator_name,
 )
+from bridge.web.admin_session import RedisSessionInterface
 from bridge.web.http import matching_token, services
 from bridge.web.openapi import INVOICE_ID, PAGE_TAG, REQUEST_ID_HEADERS, Blueprint
 from schemas.bridge import RESYNC_STATES, ErrorEnvelopeSchema, InvoiceListQuerySchema
+from schemas.finan import decode_request
 
 bp = Blueprint(
     "admin_page", __name__, url_prefix="/admin", template_folder="templates", tag=PAGE_TAG
 )
 csrf = CSRFProtect()
 
-SESSION_LIFETIME = timedelta(hours=8)
 SESSION_COOKIE_NAME = "bridge_admin"
 # Headers on every page: no scripts, no framing, nothing cached, no Referer to other sites
 # (same-origin, not no-referrer: over https Flask-WTF checks the Referer of each form post).
@@ -80,26 +87,9 @@ PAGE_HEADERS = {
 _list_query = InvoiceListQuerySchema()
 
 
-class AdminSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure whenever the request came over TLS.
-
-    Opened only under the cookie's path: a browser sends the cookie nowhere else, so every
-    other request (the CRM's) gets Flask's null session without the work of opening one.
-    """
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        path = app.config["SESSION_COOKIE_PATH"]
-        if request.path != path and not request.path.startswith(path + "/"):
-            return None  # Flask then uses ``make_null_session``
-        return super().open_session(app, request)
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
-
-
 def session_secret(admin_tokens: tuple[str, ...]) -> bytes:
-    """The session-signing key: derived from the admin tokens (random without any: then
-    nobody can log in anyway)."""
+    """The key that signs the CSRF tokens: derived from the admin tokens (random without
+    any: then nobody can log in anyway)."""
     if not admin_tokens:
         return os.urandom(32)
     material = "\n".join(sorted(admin_tokens)).encode()
@@ -120,12 +110,18 @@ def init_app(app: Flask, api: Api) -> None:
         SESSION_COOKIE_PATH="/admin",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         WTF_CSRF_CHECK_DEFAULT=False,  # only this page's forms (see ``check_csrf``)
         WTF_CSRF_TIME_LIMIT=None,  # a form is good for as long as its session
     )
-    app.session_interface = AdminSessionInterface()
+    app.session_interface = RedisSessionInterface(
+        AdminSessions(
+            app.extensions["bridge"].redis,
+            settings.admin_session_idle_seconds,
+            settings.admin_session_max_seconds,
+        )
+    )
     csrf.init_app(app)
+    i18n.init_app(app, "/admin")  # Vietnamese by default, and English (bridge/web/i18n.py)
     api.register_blueprint(bp)
 
 
@@ -183,7 +179,7 @@ def csrf_failed(exc: CSRFError) -> tuple[str, int]:
     session.clear()
     return render_template(
         "admin/login.html",
-        error="The form expired or was not sent from this page; log in again.",
+        error=_("The form expired or was not sent from this page; log in again."),
         next_path="",
     ), 403
 
@@ -195,7 +191,7 @@ def bridge_error(exc: BridgeError) -> tuple[str, int]:
 
 @bp.errorhandler(redis.RedisError)
 def redis_error(exc: redis.RedisError) -> tuple[str, int]:
-    return page_error(503, "The bridge's Redis is unavailable; try again shortly.")
+    return page_error(503, _("The bridge's Redis is unavailable; try again shortly."))
 
 
 @bp.app_template_filter("pretty_json")
@@ -311,7 +307,7 @@ class Login(MethodView):
         if token is None:
             return render_template(
                 "admin/login.html",
-                error="That token is not one of the admin tokens (BRIDGE_ADMIN_TOKENS).",
+                error=_("That token is not one of the admin tokens (BRIDGE_ADMIN_TOKENS)."),
                 next_path=request.form.get("next", ""),
             ), 401
         session.clear()
@@ -343,12 +339,9 @@ def logout() -> Any:
 )
 @login_required
 def index() -> Any:
-    raw = {name: value for name, value in request.args.items() if value.strip()}
-    try:
-        query = _list_query.load(raw)  # 50 a page unless per_page says otherwise
-    except ValidationError as exc:
-        names = ", ".join(sorted(exc.messages))
-        return page_error(422, f"The filter has invalid parameters: {names}.")
+    raw, query = list_query()
+    if query is None:
+        return raw
     data = list_invoices(query)
     pages = max(1, -(-data["total"] // query["per_page"]))
     return render_template(
@@ -358,12 +351,182 @@ def index() -> Any:
         resync_states=RESYNC_STATES,
         state=query.get("state", ""),
         q=query.get("q", ""),
+        since=raw.get("from", ""),
+        until=raw.get("to", ""),
         page=query["page"],
         pages=pages,
         # Kept in the paging links only when it was asked for: the default needs no mention.
         per_page=query["per_page"] if "per_page" in raw else None,
         out_of_sync=services().finan_checks.out_of_sync.listed(),
     )
+
+
+def list_query() -> tuple[Any, dict[str, Any] | None]:
+    """The list's filters from the query string (the language switch's ``lang`` aside):
+    (the filters as given, loaded), or (the 422 page, None)."""
+    raw = {name: value for name, value in request.args.items() if value.strip() and name != "lang"}
+    try:
+        return raw, _list_query.load(raw)  # 50 a page unless per_page says otherwise
+    except ValidationError as exc:
+        names = ", ".join(sorted(exc.messages))
+        message = _("The filter has invalid parameters: %(names)s.", names=names)
+        return page_error(422, message), None
+
+
+# The CSV's columns; the list is read this many records at a time.
+CSV_CHUNK = 500
+
+
+@bp.get("/invoices.csv")
+@page(
+    "invoicesCsv",
+    "The list as a CSV file: every page, with the same filters (q, state, from, to)",
+    {
+        "200": {
+            "description": "UTF-8 with a byte order mark (Excel reads Vietnamese right): "
+            "invoice id, code, customer, total, state, updated at (Vietnam time).",
+            "headers": REQUEST_ID_HEADERS,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        "302": _LOGIN,
+        "422": html("A bad filter."),
+    },
+)
+@login_required
+def invoices_csv() -> Any:
+    raw, query = list_query()
+    if query is None:
+        return raw
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(
+        [_("Invoice id"), _("Code"), _("Customer"), _("Total"), _("State"), _("Updated at")]
+    )
+    page_number = 1
+    while True:
+        data = list_invoices({**query, "page": page_number, "per_page": CSV_CHUNK})
+        for record in data["invoices"]:
+            writer.writerow(
+                [
+                    record.invoice_id,
+                    record.code or "",
+                    record.customer or "",
+                    "" if record.total_amount is None else str(record.total_amount),
+                    state_name(record.state) if record.state else "",
+                    i18n.vietnam_time_text(record.updated_at),
+                ]
+            )
+        if page_number * CSV_CHUNK >= data["total"] or not data["invoices"]:
+            break
+        page_number += 1
+    name = "-".join(["invoices", *(part for part in (raw.get("from"), raw.get("to")) if part)])
+    return Response(
+        out.getvalue().encode("utf-8"),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"',
+        },
+    )
+
+
+# The states and results as people read them; the API's words stay as they are.
+STATE_NAMES = {
+    "issued": lazy_gettext("issued"),
+    "cancelled": lazy_gettext("cancelled"),
+    "queued": lazy_gettext("queued"),
+    "failed": lazy_gettext("failed"),
+    "dead": lazy_gettext("dead"),
+}
+
+
+@bp.app_template_global("state_name")
+def state_name(state: str | None) -> str:
+    return str(STATE_NAMES.get(state, state)) if state else "—"
+
+
+# What a re-sync answers, in the page's language (the API keeps the rules' English).
+OUTCOME_TEXTS = {
+    rules.RESYNCED_MESSAGE: lazy_gettext(
+        "Invoice re-synced: Finan accepted it; the outcome is written back to the CRM"
+    ),
+    rules.RECOVERED_MESSAGE: lazy_gettext(
+        "Invoice re-synced: the bridge had no record of it; Finan accepted it as its first "
+        "issue, and the outcome is written back to the CRM"
+    ),
+    rules.RESYNC_UNCHANGED_MESSAGE: lazy_gettext(
+        "Invoice unchanged since Finan last accepted it; nothing sent (force to send anyway)"
+    ),
+    rules.QUEUED_MESSAGE: lazy_gettext(
+        "Finan is unavailable; the operation is queued and will be sent, and its outcome "
+        "written back to the CRM"
+    ),
+    rules.PREVIEW_DIFFERS: lazy_gettext(
+        "A re-sync would send this invoice: Finan holds a different version"
+    ),
+    rules.PREVIEW_SAME: lazy_gettext(
+        "Finan already holds exactly this; a re-sync sends nothing unless forced"
+    ),
+    rules.PREVIEW_NEVER_ACCEPTED: lazy_gettext(
+        "Finan has never accepted this invoice; a re-sync sends it as its first issue"
+    ),
+    rules.PREVIEW_NEVER_ACCEPTED_CANCEL: lazy_gettext(
+        "Finan has never accepted this invoice; a re-sync sends its cancel"
+    ),
+    **{
+        rules.PREVIEW_SAME_UNSETTLED.format(state=state): lazy_gettext(
+            "Finan already holds exactly this, but the invoice is %(state)s: a re-sync sends "
+            "it again",
+            state=STATE_NAMES[state],
+        )
+        for state in ("queued", "failed", "dead")
+    },
+}
+
+
+@bp.app_template_global("said")
+def said(message: str) -> str:
+    """A sentence of the invoices' rules in the page's language (else as it is)."""
+    return str(OUTCOME_TEXTS.get(message, message))
+
+
+def readable_body(body: str | None) -> dict[str, Any] | None:
+    """The Finan body as people read it: customer, items with their line totals, totals.
+    Line total: price × quantity, plus VAT when prices exclude it; Decimals throughout."""
+    if body is None:
+        return None
+    try:
+        decoded = decode_request(body)
+    except ValueError:
+        return None
+    excluding = decoded["tax_type"] == "price_excluding_tax"
+    lines, subtotal, tax_total = [], Decimal(0), Decimal(0)
+    for item in decoded["items"]:
+        rate = sum((Decimal(tax["rate"]) for tax in item["taxes"]), Decimal(0))
+        amount = Decimal(item["price"]) * item["quantity"]
+        tax = amount * rate / 100 if excluding else Decimal(0)
+        subtotal += amount
+        tax_total += tax
+        lines.append(
+            {
+                "name": item["name"],
+                "quantity": item["quantity"],
+                "price": item["price"],
+                "taxes": [f"{tax['name']} ({tax['rate']}%)" for tax in item["taxes"]],
+                "total": amount + tax,
+            }
+        )
+    return {
+        "customer": decoded["customer"],
+        "items": lines,
+        "tax_type": decoded["tax_type"],
+        "subtotal": subtotal,
+        "tax": tax_total if excluding else None,
+        "total": subtotal + tax_total,
+        "reference_code": decoded["reference_code"],
+        "value_at": decoded["value_at"],
+        "due_at": decoded["due_at"],
+    }
 
 
 @bp.get("/invoice/<int:invoice_id>", parameters=[INVOICE_ID])
@@ -376,8 +539,12 @@ def index() -> Any:
 def invoice(invoice_id: int) -> Any:
     record = services().records.get(invoice_id)
     if record is None:
-        return page_error(404, f"Invoice {invoice_id} is unknown to the bridge.")
-    return render_template("admin/invoice.html", **invoice_detail(record))
+        return page_error(
+            404, _("Invoice %(invoice_id)s is unknown to the bridge.", invoice_id=invoice_id)
+        )
+    return render_template(
+        "admin/invoice.html", **invoice_detail(record), readable=readable_body(record.last_body)
+    )
 
 
 @bp.get("/invoice/<int:invoice_id>/finan", parameters=[INVOICE_ID])
@@ -425,24 +592,33 @@ def preview(invoice_id: int) -> Any:
     "resyncForm",
     "Re-sync an invoice (force: send even when unchanged)",
     {
+        "200": html(
+            "force=1 without confirm=1: the page that says what a force re-sync does and asks "
+            "to confirm it; nothing is sent."
+        ),
         "303": redirect_to("Done (or refused, with the reason): back to the invoice."),
         "302": _LOGIN,
         "403": _FORBIDDEN,
         "404": _NOT_FOUND,
     },
-    form=form(force={"type": "string", "enum": ["0", "1"]}),
+    form=form(
+        force={"type": "string", "enum": ["0", "1"]},
+        confirm={"type": "string", "enum": ["1"]},
+    ),
 )
 @login_required
 def resync(invoice_id: int) -> Any:
     force = request.form.get("force") == "1"
+    if force and request.form.get("confirm") != "1":  # a force re-sync is confirmed first
+        return render_template("admin/force_confirm.html", invoice_id=invoice_id)
     try:
         outcome = services().operations.resync(invoice_id, force=force, by=operator_name())
     except NotFound as exc:
         return page_error(404, exc.message)
     except BridgeError as exc:  # rejected, in flight, CRM trouble: say so on the page
-        flash(f"Re-sync did not go through: {exc.message}", "error")
+        flash(_("Re-sync did not go through: %(why)s", why=exc.message), "error")
     else:
-        flash(outcome.message, "ok" if outcome.status == 200 else "warn")
+        flash(said(outcome.message), "ok" if outcome.status == 200 else "warn")
     return redirect(url_for(".invoice", invoice_id=invoice_id), 303)
 
 
@@ -475,12 +651,12 @@ def resync_by_id() -> Any:
     raw = request.form.get("invoice_id", "").strip()
     action = request.form.get("action", "")
     if not INVOICE_ID_FIELD.fullmatch(raw) or int(raw) < 1:
-        return page_error(422, "An invoice id is a whole number from 1, in digits 0-9.")
+        return page_error(422, _("An invoice id is a whole number from 1, in digits 0-9."))
     if action == "preview":
         return redirect(url_for(".preview", invoice_id=int(raw)), 303)
     if action == "resync":
         return resync(invoice_id=int(raw))
-    return page_error(422, "Choose Preview or Re-sync.")
+    return page_error(422, _("Choose Preview or Re-sync."))
 
 
 @bp.post("/bulk-resync")
@@ -488,20 +664,58 @@ def resync_by_id() -> Any:
     "bulkResyncForm",
     "Re-sync every failed or dead invoice, paced",
     {
-        "303": redirect_to("Accepted: to the batch's progress."),
+        "200": html(
+            "Without confirm=1: the confirmation page, listing the invoices (ids, codes, "
+            "states; at most 1000) with, for dead ones, the warning to check the CRM first."
+        ),
+        "303": redirect_to("Confirmed: accepted, to the batch's progress."),
         "302": _LOGIN,
         "403": _FORBIDDEN,
-        "422": html("Not a state that can be re-synced in bulk."),
+        "422": html("Not a state that can be re-synced in bulk, or bad ids."),
     },
-    form=form(state={"type": "string", "enum": list(RESYNC_STATES)}),
+    form=form(
+        state={"type": "string", "enum": list(RESYNC_STATES)},
+        confirm={"type": "string", "enum": ["1"]},
+        ids={
+            "type": "string",
+            "pattern": "^[0-9 ]*$",
+            "description": "With confirm=1: the ids the confirmation page listed, "
+            "space-separated; those still in the state are re-synced.",
+        },
+    ),
 )
 @login_required
 def bulk_resync() -> Any:
     state = request.form.get("state", "")
     if state not in RESYNC_STATES:
-        return page_error(422, "Only failed or dead invoices can be re-synced in bulk.")
-    started = services().batches.start(state=state, runner="queue")
+        return page_error(422, _("Only failed or dead invoices can be re-synced in bulk."))
+    if request.form.get("confirm") != "1":  # first the list, and a form to confirm it
+        total, listed = services().records.page(state, 0, BULK_CONFIRM_LISTED)
+        return render_template("admin/bulk_confirm.html", state=state, total=total, invoices=listed)
+    raw_ids = request.form.get("ids", "").split()
+    if len(raw_ids) > BULK_CONFIRM_LISTED or not all(
+        INVOICE_ID_FIELD.fullmatch(raw) for raw in raw_ids
+    ):
+        return page_error(422, _("The confirmed list of invoices is not valid; start again."))
+    started = services().batches.start_confirmed(
+        [int(raw) for raw in raw_ids],
+        state,
+        runner="queue",
+        started_by=started_by("status page"),
+    )
     return redirect(url_for(".batch", batch_id=started.batch_id), 303)
+
+
+# A bulk re-sync from the page lists (and re-syncs) at most this many invoices at once.
+BULK_CONFIRM_LISTED = 1000
+BATCH_ITEMS_PAGE = 100  # a batch page shows this many invoices' results a page
+BATCHES_PAGE = 50  # the list of batches, a page
+
+
+def started_by(channel: str) -> str:
+    """Who started a batch, as the batch keeps it: the operator's name and the way in."""
+    name = operator_name()
+    return f"{name} ({channel})" if name else channel
 
 
 # Any text: the page redirects to the login before it looks at the id.
@@ -511,12 +725,37 @@ def bulk_resync() -> Any:
 )
 @page(
     "batchPage",
-    "Progress of a bulk re-sync",
+    "Progress of a bulk re-sync or reconciliation: every invoice's result, a page at a time",
     {"200": html("The page."), "302": _LOGIN, "404": _NOT_FOUND},
 )
 @login_required
 def batch(batch_id: str) -> Any:
-    found = services().batches.get(batch_id)
+    found = services().batches.get(batch_id) or services().reconciliations.get(batch_id)
     if found is None:
-        return page_error(404, "No such bulk re-sync (they are kept for 7 days).")
-    return render_template("admin/batch.html", batch=found)
+        return page_error(404, _("No such bulk re-sync (they are kept for 7 days)."))
+    number = page_number()
+    pages = max(1, -(-found.done // BATCH_ITEMS_PAGE))
+    items = services().batches.items(batch_id, (number - 1) * BATCH_ITEMS_PAGE, BATCH_ITEMS_PAGE)
+    return render_template("admin/batch.html", batch=found, items=items, page=number, pages=pages)
+
+
+def page_number() -> int:
+    """The ``page`` query parameter (from 1; anything else is the first page)."""
+    raw = request.args.get("page", "")
+    return int(raw) if INVOICE_ID_FIELD.fullmatch(raw) and int(raw) >= 1 else 1
+
+
+@bp.get("/batches")
+@page(
+    "batchesPage",
+    "Bulk re-syncs and reconciliations of the last 7 days, newest first",
+    {"200": html("The page."), "302": _LOGIN},
+)
+@login_required
+def batches() -> Any:
+    number = page_number()
+    total, listed = services().batches.listed((number - 1) * BATCHES_PAGE, BATCHES_PAGE)
+    pages = max(1, -(-total // BATCHES_PAGE))
+    return render_template(
+        "admin/batches.html", batches=listed, total=total, page=number, pages=pages
+    )

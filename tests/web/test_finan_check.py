@@ -16,7 +16,11 @@ def app(make_app):
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    client = app.test_client()
+    # The status page's tests read its English; its Vietnamese (the default) and the
+    # language switch: tests/web/test_admin_i18n.py.
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
 
 
 def finan_id(app, invoice_id=17):
