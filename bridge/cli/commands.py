@@ -17,6 +17,7 @@ from bridge.config import ConfigError, Settings, load_settings
 if TYPE_CHECKING:  # the commands import what they use when they run, to start quickly
     from bridge.cli.checks import CheckResult
     from bridge.invoices.resync import ItemResult
+    from bridge.store.records import RecordStore
 
 # deploy/gunicorn.conf.py: in a source checkout (or an image built from one) it sits beside
 # the package; a regular `pip install` puts a copy under <prefix>/share (setup.cfg).
@@ -182,14 +183,20 @@ def sandbox(host: str, port: int, crm_port: int, finan_port: int, data_dir: Path
     help="Re-sync every invoice now in this state, instead of IDS.",
 )
 @click.option("--force", is_flag=True, help="Send even when Finan already holds the same body.")
-def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
+@click.option(
+    "--yes", "-y", is_flag=True, help="With --state: re-sync the invoices listed without asking."
+)
+def resync(ids: tuple[int, ...], state: str | None, force: bool, yes: bool) -> None:
     """Re-sync invoices IDS (or --state failed|dead): pull, map, send, write back.
 
     Runs here, paced by the CRM's rate limit like the admin API's bulk re-sync, with a
     progress bar and a summary. The write-backs to the CRM are queued for the workers.
     An id the bridge has no record of is pulled from the CRM and sent as its first issue;
     one the CRM does not know either is reported as failed.
-    Exits 1 when any invoice failed or could not be re-synced.
+    With --state, the invoices are listed first (for dead ones, with the warning to check
+    the CRM for cancels) and you are asked to confirm; --yes skips the question, and
+    without a terminal to ask on, --yes is required.
+    Exits 1 when any invoice failed or could not be re-synced, or nothing was confirmed.
     """
     if bool(ids) == bool(state):
         raise click.UsageError("give invoice ids, or --state failed|dead (not both)")
@@ -199,9 +206,19 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
 
     services = build_services(settings)
     batches = services.batches
-    batch = batches.start(ids=list(ids), state=state, force=force, runner="cli")
+    if state is None:
+        batch = batches.start(ids=list(ids), force=force, runner="cli", started_by=CLI_STARTER)
+    else:
+        listed = services.records.ids_in_state(state)
+        if not listed:
+            click.echo(f"No invoices are {state}; nothing to re-sync.")
+            return
+        confirm_bulk(services.records, listed, state, yes)
+        batch = batches.start_confirmed(
+            listed, state, force=force, runner="cli", started_by=CLI_STARTER
+        )
     if batch.total == 0:
-        click.echo(f"No invoices are {state}; nothing to re-sync.")
+        click.echo(f"No invoices are {state} any more; nothing to re-sync.")
         return
     items: list[ItemResult] = []
 
@@ -223,6 +240,44 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool) -> None:
     if counts["sent"]:
         click.echo("The outcomes are queued to be written back to the CRM by the workers.")
     if any(counts[result] for result in PROBLEM_RESULTS):
+        sys.exit(1)
+
+
+CLI_STARTER = "bridge resync"
+LISTED_BEFORE_CONFIRM = 50  # invoices named before the question; the rest are counted
+DEAD_WARNING = (
+    "Check the CRM first: a dead invoice may have been cancelled in the CRM meanwhile (its "
+    "cancel never reached the bridge). A re-sync pulls it from the CRM and sends it whole, "
+    "leaving Finan with a payable invoice. For each one the CRM cancelled, send its cancel "
+    "instead (docs/operators.md, 'A dead invoice the CRM cancelled')."
+)
+
+
+def confirm_bulk(records: RecordStore, listed: list[int], state: str, yes: bool) -> None:
+    """Show the invoices a --state re-sync would re-sync (ids, codes, states) and, for dead
+    ones, the warning; then ask, unless ``yes``. Exits 1 unless confirmed."""
+    count = len(listed)
+    noun = "invoice" if count == 1 else "invoices"
+    click.echo(f"{count} {noun} {'is' if count == 1 else 'are'} {state}:")
+    shown = records.get_many(listed[:LISTED_BEFORE_CONFIRM])
+    width = max(len(str(record.invoice_id)) for record in shown) if shown else 1
+    for record in shown:
+        click.echo(f"  {record.invoice_id:>{width}}  {record.code or '-':<12}  {record.state}")
+    if count > len(shown):
+        click.echo(f"  ... and {count - len(shown)} more")
+    if state == "dead":
+        click.echo(DEAD_WARNING)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        click.echo(
+            f"bridge resync: not re-syncing {count} {noun} without a confirmation, and there "
+            "is no terminal to ask on; check the list above, then run again with --yes",
+            err=True,
+        )
+        sys.exit(1)
+    if not click.confirm(f"Re-sync {count} {noun}?", default=False):
+        click.echo("Nothing re-synced.")
         sys.exit(1)
 
 

@@ -61,6 +61,7 @@ class Reconciliations(ResyncBatches):
         ids: list[int] | None = None,
         state: str | None = None,
         runner: str = "queue",
+        started_by: str = "",
     ) -> Batch:
         """A new reconciliation of ``ids``, or of every invoice now in ``state``.
 
@@ -68,7 +69,9 @@ class Reconciliations(ResyncBatches):
         ``NotFound`` naming them and no batch.
         """
         if state is not None:
-            return self.create(self._records.ids_in_state(state), f"state:{state}", False, runner)
+            return self.create(
+                self._records.ids_in_state(state), f"state:{state}", False, runner, started_by
+            )
         ids = list(dict.fromkeys(ids or []))
         unknown = [i for i, found in zip(ids, self._records.exists(ids), strict=True) if not found]
         if unknown:
@@ -80,7 +83,7 @@ class Reconciliations(ResyncBatches):
                 + "; nothing was checked",
                 errors={"ids": [f"unknown: {i}" for i in unknown[:UNKNOWN_IDS_NAMED]]},
             )
-        return self.create(ids, "ids", False, runner)
+        return self.create(ids, "ids", False, runner, started_by)
 
     def _one(self, invoice_id: int, force: bool) -> ItemResult | None:
         try:

@@ -1,11 +1,13 @@
 """Bulk re-sync: many invoices re-synced one after another, paced by the CRM's rate limit.
 
 A batch is kept in Redis: its ids (a list), a hash of where it stands (position, counts per
-result), and the problems (failed or error) in order. Nothing runs at once: the first slice
-of the work is an RQ job, and each slice re-syncs invoices for as long as the pacing allows,
-then hands the rest to a new job, scheduled for when the next slot is free. So a batch of
-10 000 ids is accepted in one request, holds one worker at most for a slice at a time, and
-leaves room in the queue for everything else.
+result, who started it), every invoice's result in order, and the problems (failed or error)
+in order; every batch is also in an index by time (``bridge.store.batch_index``), so the
+batches of the last ``BATCH_TTL_SECONDS`` can be listed newest first. Nothing runs at once:
+the first slice of the work is an RQ job, and each slice re-syncs invoices for as long as
+the pacing allows, then hands the rest to a new job, scheduled for when the next slot is
+free. So a batch of 10 000 ids is accepted in one request, holds one worker at most for a
+slice at a time, and leaves room in the queue for everything else.
 
 Pacing: each re-sync makes up to two CRM calls (the pull, and the write-back when it sent
 something), and every CRM call takes a slot of the shared 60-per-minute window
@@ -40,7 +42,7 @@ from bridge.errors import (
 )
 from bridge.integrations.tourwell.ratelimit import CrmRateLimiter
 from bridge.invoices.operations import InvoiceOperations
-from bridge.store import queue
+from bridge.store import batch_index, queue
 from bridge.store.records import iso_utc, now_iso
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,12 @@ SLICE_SECONDS = 120
 # this many times before that invoice is given up as an error and the batch moves on.
 MAX_CRM_PAUSES = 5
 PROBLEMS_SHOWN = 100
+ITEMS_PAGE = 100  # a batch's results are read a page at a time
 
 RESULTS = ("sent", "unchanged", "queued", "failed", "error")
 PROBLEM_RESULTS = ("failed", "error")
+# Each kind of batch's results, in the order they are shown (filled in by each kind's class).
+_RESULTS_BY_KIND: dict[str, tuple[str, ...]] = {"resync": RESULTS}
 
 
 def new_batch_id() -> str:
@@ -79,6 +84,11 @@ def batch_ids_key(batch_id: str) -> str:
 
 def batch_problems_key(batch_id: str) -> str:
     return f"bridge:batch:{batch_id}:problems"
+
+
+def batch_items_key(batch_id: str) -> str:
+    """Every invoice's result, in the batch's order (JSON ``[id, result, state, message]``)."""
+    return f"bridge:batch:{batch_id}:items"
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,8 @@ class Batch:
     finished_at: str | None = None
     next_slice_at: str | None = None
     problems: list[ItemResult] = field(default_factory=list)
+    kind: str = "resync"  # resync, or reconcile
+    started_by: str = ""  # who started it: "status page", "admin API", "bridge resync", ...
 
     @property
     def done(self) -> int:
@@ -131,6 +143,10 @@ class ResyncBatches:
     PROBLEM_RESULTS = PROBLEM_RESULTS
     GIVEN_UP = "the CRM stayed unavailable; re-sync it again"
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _RESULTS_BY_KIND[cls.KIND] = cls.RESULTS
+
     def __init__(
         self, connection: redis.Redis, operations: InvoiceOperations, crm_rate_per_min: int
     ) -> None:
@@ -147,6 +163,7 @@ class ResyncBatches:
         state: str | None = None,
         force: bool = False,
         runner: str = "queue",
+        started_by: str = "",
     ) -> Batch:
         """A new batch of ``ids``, or of every invoice now in ``state``, as stored.
 
@@ -155,12 +172,41 @@ class ResyncBatches:
         """
         if state is not None:
             records = self._operations.records
-            return self.create(records.ids_in_state(state), f"state:{state}", force, runner)
-        return self.create(ids or [], "ids", force, runner)
+            return self.create(
+                records.ids_in_state(state), f"state:{state}", force, runner, started_by
+            )
+        return self.create(ids or [], "ids", force, runner, started_by)
 
-    def create(self, ids: Iterable[int], source: str, force: bool, runner: str = "queue") -> Batch:
-        """Store a new batch (duplicate ids once, in order). With the queue runner, its
-        first job is scheduled in the same transaction."""
+    def start_confirmed(
+        self,
+        ids: list[int],
+        state: str,
+        *,
+        force: bool = False,
+        runner: str = "queue",
+        started_by: str = "",
+    ) -> Batch:
+        """A batch of the ``ids`` an operator was shown as being in ``state`` and confirmed:
+        those still in ``state`` now (one that left it meanwhile, e.g. cancelled by the CRM,
+        is left out; one that entered it since was not shown, so it is not included)."""
+        records = self._operations.records
+        kept: list[int] = []
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            now_in = {r.invoice_id for r in records.get_many(chunk) if r.state == state}
+            kept += [invoice_id for invoice_id in chunk if invoice_id in now_in]
+        return self.create(kept, f"state:{state}", force, runner, started_by)
+
+    def create(
+        self,
+        ids: Iterable[int],
+        source: str,
+        force: bool,
+        runner: str = "queue",
+        started_by: str = "",
+    ) -> Batch:
+        """Store a new batch (duplicate ids once, in order), indexed by time. With the queue
+        runner, its first job is scheduled in the same transaction."""
         ids = list(dict.fromkeys(ids))
         batch_id = new_batch_id()
         job_id = _job_id(batch_id, self.KIND) if runner == "queue" else ""
@@ -179,6 +225,7 @@ class ResyncBatches:
                     "position": 0,
                     "crm_pauses": 0,
                     "created_at": created_at,
+                    "started_by": started_by,
                     "job_id": job_id,
                     **{f"count:{result}": 0 for result in self.RESULTS},
                 },
@@ -192,6 +239,7 @@ class ResyncBatches:
                 self._schedule(batch_id, job_id, None, pipe)
             for key in _keys(batch_id):
                 pipe.expire(key, BATCH_TTL_SECONDS)
+            batch_index.add_step(pipe, batch_id, BATCH_TTL_SECONDS)
             pipe.execute()
         return Batch(
             batch_id=batch_id,
@@ -203,6 +251,8 @@ class ResyncBatches:
             counts=dict.fromkeys(self.RESULTS, 0),
             created_at=created_at,
             finished_at=finished_at,
+            kind=self.KIND,
+            started_by=started_by,
         )
 
     def get(self, batch_id: str) -> Batch | None:
@@ -217,19 +267,36 @@ class ResyncBatches:
             _item_from_json(entry)
             for entry in self._redis.lrange(batch_problems_key(batch_id), 0, PROBLEMS_SHOWN - 1)
         ]
-        return Batch(
-            batch_id=batch_id,
-            source=raw["source"],
-            runner=raw["runner"],
-            force=raw["force"] == "1",
-            total=int(raw["total"]),
-            position=int(raw["position"]),
-            counts={result: int(raw.get(f"count:{result}", 0)) for result in self.RESULTS},
-            created_at=raw["created_at"],
-            finished_at=raw.get("finished_at"),
-            next_slice_at=raw.get("next_slice_at"),
-            problems=problems,
-        )
+        return _batch_from_hash(batch_id, raw, self.RESULTS, problems)
+
+    def items(self, batch_id: str, offset: int = 0, limit: int = ITEMS_PAGE) -> list[ItemResult]:
+        """The results of the batch's invoices from ``offset``, in the batch's order, at most
+        ``limit`` (a page: a batch may hold 50 000). A batch started before results were
+        kept for every invoice has none (its problems are still listed)."""
+        if not batch_id.isalnum():
+            return []
+        raw = self._redis.lrange(batch_items_key(batch_id), offset, offset + limit - 1)
+        return [_item_from_row(entry) for entry in raw]
+
+    def listed(self, offset: int = 0, limit: int = 50) -> tuple[int, list[Batch]]:
+        """Batches of every kind started in the last ``BATCH_TTL_SECONDS``, newest first:
+        (how many there are, ``limit`` of them from ``offset``), without their problems."""
+        index = batch_index.BatchIndex(self._redis, BATCH_TTL_SECONDS)
+        total, batch_ids = index.page(offset, limit)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for batch_id in batch_ids:
+                pipe.hgetall(batch_key(batch_id))
+            hashes = pipe.execute()
+        found, gone = [], []
+        for batch_id, raw_hash in zip(batch_ids, hashes, strict=True):
+            raw = {k.decode(): v.decode() for k, v in raw_hash.items()}
+            if "source" not in raw:  # expired (or deleted) since it was indexed
+                gone.append(batch_id)
+                continue
+            results = _RESULTS_BY_KIND.get(raw.get("kind", ResyncBatches.KIND)) or _results_of(raw)
+            found.append(_batch_from_hash(batch_id, raw, results, []))
+        index.forget(gone)
+        return total - len(gone), found
 
     def run(
         self,
@@ -349,6 +416,8 @@ class ResyncBatches:
             if item.result in self.PROBLEM_RESULTS:
                 entry = json.dumps(item.__dict__, ensure_ascii=False)
                 pipe.rpush(batch_problems_key(batch_id), entry)
+            row = [item.invoice_id, item.result, item.state, item.message]
+            pipe.rpush(batch_items_key(batch_id), json.dumps(row, ensure_ascii=False))
             for key in _keys(batch_id):
                 pipe.expire(key, BATCH_TTL_SECONDS)
             pipe.execute()
@@ -383,8 +452,39 @@ def _keys(batch_id: str) -> tuple[str, ...]:
         batch_key(batch_id),
         batch_ids_key(batch_id),
         batch_problems_key(batch_id),
+        batch_items_key(batch_id),
     )
 
 
 def _item_from_json(raw: bytes | str) -> ItemResult:
     return ItemResult(**json.loads(raw))
+
+
+def _item_from_row(raw: bytes | str) -> ItemResult:
+    invoice_id, result, state, message = json.loads(raw)
+    return ItemResult(int(invoice_id), result, state, message)
+
+
+def _results_of(raw: dict[str, str]) -> tuple[str, ...]:
+    """The results a stored batch of an unknown kind counts, read from its hash."""
+    return tuple(sorted(name.removeprefix("count:") for name in raw if name.startswith("count:")))
+
+
+def _batch_from_hash(
+    batch_id: str, raw: dict[str, str], results: Iterable[str], problems: list[ItemResult]
+) -> Batch:
+    return Batch(
+        batch_id=batch_id,
+        source=raw["source"],
+        runner=raw["runner"],
+        force=raw["force"] == "1",
+        total=int(raw["total"]),
+        position=int(raw["position"]),
+        counts={result: int(raw.get(f"count:{result}", 0)) for result in results},
+        created_at=raw["created_at"],
+        finished_at=raw.get("finished_at"),
+        next_slice_at=raw.get("next_slice_at"),
+        problems=problems,
+        kind=raw.get("kind", ResyncBatches.KIND),
+        started_by=raw.get("started_by", ""),
+    )

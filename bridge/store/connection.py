@@ -47,3 +47,9 @@ def idempotency_key(scope: str, key: str) -> str:
 def out_of_sync_key() -> str:
     """Invoices whose copy at Finan was last seen to differ (bridge/store/out_of_sync.py)."""
     return f"{KEY_PREFIX}out_of_sync"
+
+
+def batch_index_key() -> str:
+    """Every batch (bulk re-sync, reconciliation) by the time it started
+    (bridge/store/batch_index.py)."""
+    return f"{KEY_PREFIX}batches:by_time"

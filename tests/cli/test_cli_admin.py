@@ -61,7 +61,7 @@ def test_resync_by_state_and_force(app, client, crm_headers, finan):
         make_failed(client, crm_headers, finan, invoice_id)
     assert issue(client, crm_headers, 17).status_code == 201
 
-    by_state = invoke("resync", "--state", "failed")
+    by_state = invoke("resync", "--state", "failed", "--yes")  # --yes: asked otherwise
     forced = invoke("resync", "--force", "17")
 
     assert by_state.exit_code == 0, by_state.output

@@ -232,8 +232,9 @@ def test_resync_and_force_buttons(operator, crm_headers, finan, redis):
 
     done = operator.post("/admin/invoice/20/resync", data={"csrf_token": csrf_token(form)})
     unchanged = operator.post("/admin/invoice/20/resync", data={"csrf_token": csrf_token(form)})
-    forced = operator.post(
-        "/admin/invoice/20/resync", data={"csrf_token": csrf_token(form), "force": "1"}
+    forced = operator.post(  # confirm=1: a force re-sync is confirmed first (on purpose)
+        "/admin/invoice/20/resync",
+        data={"csrf_token": csrf_token(form), "force": "1", "confirm": "1"},
     )
 
     assert done.status_code == 303 and done.headers["Location"] == "/admin/invoice/20"
@@ -259,8 +260,13 @@ def test_bulk_resync_of_failed_from_the_page(operator, crm_headers, finan, redis
         make_failed(operator, crm_headers, finan, invoice_id)
     form = page(operator, "/admin/")
 
-    response = operator.post(
+    asked = operator.post(  # a bulk re-sync lists the invoices and asks first (on purpose)
         "/admin/bulk-resync", data={"csrf_token": csrf_token(form), "state": "failed"}
+    )
+    ids = re.search(r'name="ids" value="([^"]*)"', asked.get_data(as_text=True)).group(1)
+    response = operator.post(
+        "/admin/bulk-resync",
+        data={"csrf_token": csrf_token(form), "state": "failed", "confirm": "1", "ids": ids},
     )
 
     assert response.status_code == 303
