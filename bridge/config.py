@@ -66,6 +66,17 @@ class Settings:
     retry_schedule: tuple[int, ...] = (10, 60, 300, 1800, 7200, 21600, 43200)
     # `bridge worker` serves its metrics on this port (GET /metrics); None: not served.
     worker_metrics_port: int | None = None
+    # The status page's sessions end after this long without a request, and this long after
+    # logging in at the latest (docs/operators.md#sessions).
+    admin_session_idle_seconds: float = 30 * 60.0
+    admin_session_max_seconds: float = 8 * 3600.0
+    # How many proxies in front of the bridge set X-Forwarded-For (werkzeug's ProxyFix);
+    # None: the client is the connection's address.
+    trusted_proxies: int | None = None
+    # Failed tokens and logins a minute, per client address and overall, before 429s
+    # (bridge/web/auth_limits.py).
+    auth_failures_per_client_per_min: int = 10
+    auth_failures_per_min: int = 100
 
     @property
     def admin_tokens(self) -> tuple[str, ...]:
@@ -219,6 +230,17 @@ def _port(raw: str) -> int:
     return value
 
 
+def _minutes(raw: str) -> float:
+    """Minutes (decimals allowed, e.g. 0.5), returned as seconds."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"must be a number of minutes, got {raw.strip()!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be above 0 minutes, got {raw.strip()}")
+    return value * 60
+
+
 def _schedule(raw: str) -> tuple[int, ...]:
     try:
         delays = tuple(int(v.strip()) for v in raw.split(",") if v.strip())
@@ -250,6 +272,15 @@ SETTINGS_TABLE: dict[str, tuple[str, Callable[[str], Any], bool]] = {
     "BRIDGE_ENCRYPTION_KEY": ("encryption_keys", _fernet_keys, False),
     "BRIDGE_RETRY_SCHEDULE": ("retry_schedule", _schedule, False),
     "BRIDGE_WORKER_METRICS_PORT": ("worker_metrics_port", _port, False),
+    "BRIDGE_ADMIN_SESSION_IDLE_MINUTES": ("admin_session_idle_seconds", _minutes, False),
+    "BRIDGE_ADMIN_SESSION_MAX_MINUTES": ("admin_session_max_seconds", _minutes, False),
+    "BRIDGE_TRUSTED_PROXIES": ("trusted_proxies", _positive_int, False),
+    "BRIDGE_AUTH_FAILURES_PER_CLIENT_PER_MIN": (
+        "auth_failures_per_client_per_min",
+        _positive_int,
+        False,
+    ),
+    "BRIDGE_AUTH_FAILURES_PER_MIN": ("auth_failures_per_min", _positive_int, False),
 }
 
 

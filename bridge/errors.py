@@ -92,6 +92,13 @@ class IdempotencyKeyReused(Unprocessable):
     reason = "idempotency_key_reused"
 
 
+class TooManyFailures(BridgeError):
+    """Too many failed tokens or logins, from this client or overall: wait ``Retry-After``."""
+
+    status = 429
+    reason = "too_many_failures"
+
+
 class ProviderRejected(BridgeError):
     """Finan answered with a client-class code: retrying the same body will not help."""
 

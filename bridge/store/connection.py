@@ -49,6 +49,20 @@ def out_of_sync_key() -> str:
     return f"{KEY_PREFIX}out_of_sync"
 
 
+def admin_session_key(session_digest: str) -> str:
+    """An operator's page session, by a digest of its cookie (bridge/store/admin_sessions.py)."""
+    return f"{KEY_PREFIX}admin_session:{session_digest}"
+
+
+# The failed-authentication limits' counters (bridge/web/auth_limits.py, the ``limits``
+# library's keys under this prefix), and the client addresses that authenticated lately.
+AUTH_LIMIT_PREFIX = f"{KEY_PREFIX}auth_limit"
+
+
+def authenticated_client_key(address: str) -> str:
+    return f"{AUTH_LIMIT_PREFIX}:authenticated:{address}"
+
+
 def batch_index_key() -> str:
     """Every batch (bulk re-sync, reconciliation) by the time it started
     (bridge/store/batch_index.py)."""

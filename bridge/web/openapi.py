@@ -176,6 +176,7 @@ REPLAYED_HEADERS = {
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": ref("headers", "WWWAuthenticate")},
     409: {"Retry-After": ref("headers", "RetryAfterWhenInFlight")},
+    429: {"Retry-After": ref("headers", "RetryAfter")},
     503: {"Retry-After": ref("headers", "RetryAfter")},
 }
 
@@ -189,6 +190,9 @@ ERROR_DESCRIPTIONS = {
     "update or issue after cancel, a second issue with other content.",
     413: "The body is over 1 MiB.",
     415: "A body was sent without 'Content-Type: application/json'.",
+    429: "Too many failed tokens or logins: from this client address, or from addresses that "
+    "have not authenticated within a day while the bridge as a whole sees too many; the "
+    "token was not checked. Try again after Retry-After (the end of the minute).",
     422: "The invoice can't be mapped (errors names each field, or the setting to fix, such as "
     "PROVIDER_TAX_IDS), Finan's computed total differs from the CRM's, a field has the wrong "
     "type, or the Idempotency-Key is invalid or was used with another body.",
@@ -204,10 +208,13 @@ def error_responses(
     *statuses: int, descriptions: dict[int, str] = ERROR_DESCRIPTIONS
 ) -> dict[str, dict[str, Any]]:
     """The error envelope for each of ``statuses``, said in ``descriptions``: the
-    ``responses`` of a ``bp.doc``."""
+    ``responses`` of a ``bp.doc``. Where a token can be refused (401), too many refusals
+    can be too (429: bridge/web/auth_limits.py)."""
+    if 401 in statuses and 429 not in statuses:
+        statuses = (*statuses, 429)
     return {
         str(status): {
-            "description": descriptions[status],
+            "description": descriptions.get(status, ERROR_DESCRIPTIONS[status]),
             "headers": {**REQUEST_ID_HEADERS, **_ERROR_HEADERS.get(status, {})},
             "content": {JSON: {"schema": ErrorEnvelopeSchema}},
         }

@@ -189,9 +189,15 @@ def served_bridge(environ, redis):
     """The bridge served by a real HTTP server thread, against the stand-ins.
 
     The CRM's rate limit is raised so that the fuzzer's many pulls are not slowed to 60
-    a minute (the limit itself is tested in test_clients.py).
+    a minute (the limit itself is tested in test_clients.py), and so are the failed tokens it
+    may send (test_brute_force.py).
     """
-    settings = load_settings({**environ, "TOURWELL_RATE_LIMIT_PER_MIN": "100000"})
+    raised = {
+        "TOURWELL_RATE_LIMIT_PER_MIN": "100000",
+        "BRIDGE_AUTH_FAILURES_PER_CLIENT_PER_MIN": "100000",
+        "BRIDGE_AUTH_FAILURES_PER_MIN": "100000",
+    }
+    settings = load_settings({**environ, **raised})
     with LoopbackServer(create_app(settings, redis)) as server:
         served = requests.get(f"{server.url}/openapi.json", timeout=10).json()
         assert served == DOCUMENT  # what is fuzzed is what the live bridge serves
