@@ -68,7 +68,7 @@ MULTIPROCESS = {
     "store/test_embedded_redis.py",
     "worker/test_worker_metrics.py",
 }
-BROWSER = {"web/test_admin_browser.py"}  # Debian's chromium, driven by Playwright
+BROWSER = {"web/test_admin_browser.py", "web/test_operator_day.py"}  # Debian's chromium, driven by Playwright
 # The slowest files (each over ~5 s; docs/testing.md)
 SLOW = {
     "system/test_reliability.py",
@@ -77,6 +77,7 @@ SLOW = {
     "system/test_alert_rules.py",
     "sandbox/test_sandbox_smoke.py",
     "web/test_admin_browser.py",
+    "web/test_operator_day.py",
     "web/test_openapi.py",
     "web/test_gunicorn_worker.py",
 }

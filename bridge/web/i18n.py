@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from babel.numbers import format_decimal
-from flask import Flask, Response, request
+from flask import Flask, Response, request, url_for
 from flask_babel import Babel, get_locale
 from markupsafe import Markup, escape
 
@@ -150,7 +150,10 @@ def money(value: Decimal | int | str | None, locale: str | None = None) -> str:
 
 
 def lang_url(locale: str, **overrides: Any) -> str:
-    """The current page's URL with ``lang=locale`` (for the switch)."""
+    """The current page's URL with ``lang=locale`` (for the switch); the status page's
+    for a page that answered a form (its URL takes no GET)."""
+    if request.method != "GET":
+        return url_for("admin_page.index", lang=locale)
     args = request.args.to_dict()
     args.update(overrides)
     args["lang"] = locale

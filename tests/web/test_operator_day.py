@@ -1,0 +1,236 @@
+"""The operator's day on the status page, in Vietnamese and in English, in a real browser.
+
+A live bridge (a real HTTP server thread on loopback) talks to the stand-ins. Five invoices
+are issued, two of them refused by Finan (failed). The operator, once with a Vietnamese
+browser and once with an English one: logs in, finds an invoice by its customer's name
+(typed without accents in Vietnamese), reads it (customer, items, totals in đồng, times in
+Vietnam time), previews a re-sync, re-syncs it (one invoice in Vietnamese, every failed one
+in bulk in English), exports the list as CSV (checked cell by cell), switches language and
+logs out. On every page axe-core (the axe.min.js that ``axe-playwright-python`` ships) must
+find no WCAG 2.0/2.1 A or AA violation, and a screenshot of every page in each language is
+saved under ``test-artifacts/operator-day/``.
+
+Chromium is Debian's, installed when missing (``ensure_chromium``, shared with
+test_admin_browser.py). It never skips.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from helpers import ADMIN_TOKEN
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from test_admin_browser import CHROMIUM_ARGS, crm_issue, ensure_chromium
+
+from bridge.config import load_settings
+from bridge.sandbox.loopback import LoopbackServer
+from bridge.web.app import create_app
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "operator-day"
+WCAG_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+VN_TIME = re.compile(r"^\d\d/\d\d/20\d\d \d\d:\d\d$")
+UTC_INSTANT = re.compile(r"^20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+CSV_HEADERS = {
+    "vi": ["Mã hóa đơn", "Số hóa đơn", "Khách hàng", "Tổng tiền", "Trạng thái", "Cập nhật lúc"],
+    "en": ["Invoice id", "Code", "Customer", "Total", "State", "Updated at"],
+}
+# What each language calls things on the page (the catalog's words, checked as the
+# operator reads them).
+WORDS = {
+    "vi": {
+        "login": "Đăng nhập",
+        "logout": "Đăng xuất",
+        "search": "Tìm kiếm",
+        "invoices": "Hóa đơn",
+        "customer": "Khách hàng",
+        "failed": "bị từ chối",
+        "issued": "đã phát hành",
+        "resynced": "Đã đồng bộ lại hóa đơn",
+        "preview": "Finan đã có đúng nội dung này",
+        "other": "English",
+    },
+    "en": {
+        "login": "Log in",
+        "logout": "Log out",
+        "search": "Search",
+        "invoices": "Invoices",
+        "customer": "Customer",
+        "failed": "failed",
+        "issued": "issued",
+        "resynced": "Invoice re-synced",
+        "preview": "Finan already holds exactly this",
+        "other": "Tiếng Việt",
+    },
+}
+BROWSER_LOCALES = {"vi": "vi-VN", "en": "en-US"}
+_axe = Axe()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = ensure_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def live_bridge(environ, redis):
+    settings = load_settings({**environ, "BRIDGE_ADMIN_TOKENS": ADMIN_TOKEN})
+    with LoopbackServer(create_app(settings, redis)) as server:
+        yield server
+
+
+def check(page: Page, lang: str, name: str) -> None:
+    """The page is in ``lang``, axe finds no WCAG A/AA violation, and it is photographed."""
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+    results = _axe.run(
+        page,
+        options={"runOnly": {"type": "tag", "values": WCAG_A_AA}, "resultTypes": ["violations"]},
+    )
+    assert results.violations_count == 0, f"{lang} {name}:\n{results.generate_report()}"
+    page.screenshot(path=ARTIFACTS / f"{lang}-{name}.png", full_page=True)
+
+
+def operator_day(browser: Browser, url: str, lang: str, finan) -> None:
+    words = WORDS[lang]
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale=BROWSER_LOCALES[lang]
+    )
+    page = context.new_page()
+
+    # Log in: the browser's language decides (no switch used yet).
+    page.goto(f"{url}/admin/")
+    expect(page.locator("h1")).to_have_text(words["login"])
+    check(page, lang, "1-login")
+    page.fill("#token", ADMIN_TOKEN)
+    page.click("button[data-action=login]")
+    expect(page.locator("h1")).to_have_text(words["invoices"])
+    expect(page.locator("a[data-state=failed] strong")).to_have_text("2" if lang == "vi" else "1")
+    check(page, lang, "2-invoices")
+
+    # Find an invoice by its customer: without accents in Vietnamese, a company in English.
+    query, invoice_id, code = (
+        ("tran thi mai", 20, "HD020") if lang == "vi" else ("sao việt", 18, "HD018")
+    )
+    page.fill("input[name=q]", query)
+    page.click("button[data-action=search]")
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td.customer")).to_have_text(
+        "Trần Thị Mai" if lang == "vi" else "Công ty TNHH Phần mềm Sao Việt"
+    )
+    changed = rows.first.locator("time")
+    assert VN_TIME.match(changed.inner_text()), changed.inner_text()
+    assert UTC_INSTANT.match(changed.get_attribute("datetime"))
+    assert changed.get_attribute("title") == changed.get_attribute("datetime") + " UTC"
+    check(page, lang, "3-search-by-customer")
+
+    # Read it.
+    page.click(f"tbody a:text-is('{invoice_id}')")
+    expect(page.locator("h1")).to_contain_text(code)
+    if lang == "vi":  # failed: Finan accepted nothing yet, so no items to read
+        expect(page.locator("h1 .state")).to_have_text(words["failed"])
+    else:
+        expect(page.locator("table.items tbody tr").first).to_be_visible()
+        total = page.locator("table.items td.total").inner_text()
+        assert re.fullmatch(r"\d{1,3}(,\d{3})*\u00a0₫", total), total
+        expect(page.locator("dd.customer")).to_have_text("Công ty TNHH Phần mềm Sao Việt")
+        expect(page.locator("details pre")).to_be_hidden()  # the JSON, one click away
+        page.click("details summary >> nth=-1")
+        expect(page.locator("details pre").last).to_be_visible()
+    check(page, lang, "4-invoice")
+
+    # Preview.
+    page.click("a[data-action=preview]")
+    expect(page.locator("p.flash[role=status]")).to_be_visible()
+    if lang == "en":
+        expect(page.locator("p.flash")).to_contain_text(words["preview"])
+    check(page, lang, "5-preview")
+
+    # Re-sync one (vi: the failed invoice), or every failed one in bulk (en).
+    if lang == "vi":
+        page.click("button[data-action=resync]")
+        expect(page.locator(".flash-ok")).to_contain_text(words["resynced"])
+        expect(page.locator("h1 .state")).to_have_text(words["issued"])
+        expect(page.locator("table.items tbody tr").first).to_be_visible()
+        total = page.locator("table.items td.total").inner_text()
+        assert re.fullmatch(r"\d{1,3}(\.\d{3})*\u00a0₫", total), total
+        check(page, lang, "6-resynced")
+    else:
+        page.goto(f"{url}/admin/")
+        page.click("button[data-bulk=failed]")
+        confirm = page.locator("button[data-action=bulk-confirmed]")
+        if confirm.count():  # the bulk re-sync lists the invoices and asks first
+            expect(page.locator("main table tbody tr")).to_have_count(1)
+            check(page, lang, "6a-bulk-confirm")
+            confirm.click()
+        expect(page).to_have_url(re.compile(r"/admin/batch/"))
+        check(page, lang, "6-bulk-resync")
+
+    # Export the list (all of it) as CSV: what the list shows, in the page's language.
+    page.goto(f"{url}/admin/")
+    href = page.locator("a.csv").get_attribute("href")
+    answer = context.request.get(f"{url}{href}")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    raw = answer.body()
+    assert raw.startswith("\ufeff".encode())  # Excel reads the Vietnamese right
+    table = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert table[0] == CSV_HEADERS[lang]
+    by_id = {row[0]: row for row in table[1:]}
+    assert sorted(by_id) == ["17", "18", "19", "20", "21"]
+    assert by_id["17"][1:3] == ["HD017", "Phạm Văn Long"]
+    assert by_id["18"][2] == "Công ty TNHH Phần mềm Sao Việt"
+    assert all(VN_TIME.match(row[5]) for row in table[1:])
+    assert by_id["20"][4] == words["issued"]
+    # The filters go with it: a day long past lists nothing.
+    page.fill("input[name=from]", "2020-01-01")
+    page.fill("input[name=to]", "2020-01-31")
+    page.click("button[data-action=search]")
+    expect(page.locator("tbody tr")).to_have_count(1)  # the "none" row
+    href = page.locator("a.csv").get_attribute("href")
+    assert "from=2020-01-01" in href and "to=2020-01-31" in href
+    past = context.request.get(f"{url}{href}").body().decode("utf-8-sig").splitlines()
+    assert past == [",".join(CSV_HEADERS[lang])]
+    check(page, lang, "7-filtered-by-date")
+
+    # The switch: the other language, kept for the next page; then back.
+    page.click(f"a:text-is('{words['other']}')")
+    other = "en" if lang == "vi" else "vi"
+    expect(page.locator("html")).to_have_attribute("lang", other)
+    page.goto(f"{url}/admin/")
+    expect(page.locator("html")).to_have_attribute("lang", other)
+    page.goto(f"{url}/admin/?lang={lang}")
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+
+    # Log out.
+    page.click(f"button:text-is('{words['logout']}')")
+    expect(page.locator("h1")).to_have_text(words["login"])
+    check(page, lang, "8-logged-out")
+    context.close()
+
+
+def test_the_operators_day_in_vietnamese_and_english(browser: Browser, live_bridge, finan):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url = live_bridge.url
+    for invoice_id in (17, 18, 19):
+        assert crm_issue(url, invoice_id).status_code == 201
+    for invoice_id in (20, 21):
+        finan.state.fail_next("client_error")
+        assert crm_issue(url, invoice_id).status_code == 502  # Finan refused it: failed
+
+    operator_day(browser, url, "vi", finan)
+    operator_day(browser, url, "en", finan)
+
+    shots = sorted(ARTIFACTS.glob("*.png"))
+    assert len(shots) >= 16, shots
+    assert all(shot.stat().st_size > 5000 for shot in shots)
