@@ -90,3 +90,18 @@ def test_without_the_template_the_link_is_null_and_nothing_is_written(
     writes = crm_writes(tourwell)
     assert writes and all("lookup_url" not in w["body"] for w in writes)
     assert client.get(f"{API}/17", headers=crm_headers).json["data"]["lookup_url"] is None
+
+
+def test_the_invoice_page_shows_the_finan_link_and_who_resynced(client, crm_headers):
+    import re
+
+    from helpers import ADMIN_TOKEN
+
+    issue(client, crm_headers)
+    form = client.get("/admin/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    logged = client.post("/admin/login", data={"csrf_token": csrf, "token": ADMIN_TOKEN})
+    assert logged.status_code == 303, logged.get_data(as_text=True)[:300]
+    html = client.get("/admin/invoice/17").get_data(as_text=True)
+    record = client.get(f"{API}/17", headers=crm_headers).json["data"]
+    assert f'href="{link_of(record)}"' in html
