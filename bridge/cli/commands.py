@@ -4,9 +4,12 @@ optional dotenv file (``--env-file``, else ``./.env``)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +73,54 @@ def settings_or_exit() -> Settings:
         click.echo(f"bridge: refusing to start: {exc}", err=True)
         click.echo("See the settings table in README.md.", err=True)
         sys.exit(2)
+
+
+class InvoiceIdType(click.ParamType):
+    """An invoice id: ASCII digits, from 1 (``int()`` would take other scripts' digits)."""
+
+    name = "ID"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int) and value >= 1:
+            return value
+        if re.fullmatch(r"[0-9]+", str(value)) and int(str(value)) >= 1:
+            return int(str(value))
+        self.fail(f"invoice ids are whole numbers ≥ 1: {str(value)!r}", param, ctx)
+
+
+INVOICE_ID = InvoiceIdType()
+
+
+class HeldLogLines(logging.Handler):
+    """Keeps the log lines of a run whose progress bar is drawing (a line written then
+    would land inside the bar, between it and the table)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextmanager
+def logs_after_the_table() -> Iterator[None]:
+    """Hold the warnings logged inside the block (the progress bar and the table that
+    follows it), then write them on stderr after it, under a heading."""
+    held = HeldLogLines()
+    root = logging.getLogger()
+    root.addHandler(held)
+    try:
+        yield
+    finally:
+        root.removeHandler(held)
+        if held.lines:
+            click.echo("Log lines of the run:", err=True)
+            for line in held.lines:
+                click.echo(f"  {line}", err=True)
 
 
 @click.group()
@@ -176,7 +227,7 @@ def sandbox(host: str, port: int, crm_port: int, finan_port: int, data_dir: Path
 
 
 @main.command()
-@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.argument("ids", nargs=-1, type=INVOICE_ID)
 @click.option(
     "--state",
     type=click.Choice(["failed", "dead"]),
@@ -226,14 +277,14 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool, yes: bool) -> N
         items.append(item)
         bar.update(1)
 
-    with click.progressbar(
-        length=batch.total,
-        label=f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}",
-        show_pos=True,
-    ) as bar:
-        batches.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
-
-    click.echo(summary_table(items))
+    with logs_after_the_table():
+        with click.progressbar(
+            length=batch.total,
+            label=f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}",
+            show_pos=True,
+        ) as bar:
+            batches.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
+        click.echo(summary_table(items))
     counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
     click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
     click.echo(finan_calls_line())
@@ -304,7 +355,7 @@ def finan_calls_line() -> str:
 
 
 @main.command()
-@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.argument("ids", nargs=-1, type=INVOICE_ID)
 @click.option(
     "--state",
     type=click.Choice(["issued", "cancelled", "queued", "failed", "dead"]),
@@ -341,14 +392,14 @@ def reconcile(ids: tuple[int, ...], state: str | None) -> None:
         items.append(item)
         bar.update(1)
 
-    with click.progressbar(
-        length=batch.total,
-        label=f"Checking {batch.total} invoice{'' if batch.total == 1 else 's'} at Finan",
-        show_pos=True,
-    ) as bar:
-        reconciliations.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
-
-    click.echo(summary_table(items))
+    with logs_after_the_table():
+        with click.progressbar(
+            length=batch.total,
+            label=f"Checking {batch.total} invoice{'' if batch.total == 1 else 's'} at Finan",
+            show_pos=True,
+        ) as bar:
+            reconciliations.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
+        click.echo(summary_table(items))
     counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
     click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
     if counts["out_of_sync"]:

@@ -22,7 +22,7 @@ from bridge.invoices.core import (
 from bridge.invoices.mapping import apply_update, customer_name
 from bridge.invoices.rules import Action, Content, Decision
 from bridge.store.lock import InvoiceLock
-from bridge.store.records import Pending, Record, fingerprint
+from bridge.store.records import Event, Pending, Record, fingerprint
 from schemas.states import Caller, Operation, State
 
 
@@ -118,6 +118,14 @@ class CrmOperations:
             if decision.action == Action.REFUSE:
                 refuse(decision, invoice_id)
             if decision.action == Action.ANSWER:
+                # Already cancelled (or a cancel queued): nothing is sent, but a new note is
+                # the CRM's latest word; it is kept, the old one stays in the history.
+                if cancel_note is not None and cancel_note != record.cancel_note:
+                    earlier, record.cancel_note = record.cancel_note, cancel_note
+                    note = f"cancel note replaced (was {earlier!r}); nothing sent to Finan"
+                    core.records.save(
+                        record, Event(Operation.CANCEL, Caller.CRM, record.state, note)
+                    )
                 return Outcome(decision.status, decision.message, record)
             body = cancel_body_of(record, decision.body_from)
             record.cancel_note = cancel_note

@@ -125,6 +125,11 @@ def answer(schema: Schema, message: str, data: Any, status: int = 200) -> Respon
     return response
 
 
+def counted_invoices(count: int) -> str:
+    """``1 invoice``, ``2 invoices``: the counts in messages."""
+    return f"{count} invoice{'' if count == 1 else 's'}"
+
+
 def parsed(body: str | None) -> dict[str, Any] | None:
     return json.loads(body) if body is not None else None
 
@@ -249,7 +254,7 @@ _BATCH_ID = {
 def invoices() -> Response:
     query = load_query(_list_query)
     data = list_invoices(query)
-    return answer(_list_envelope, f"{data['total']} invoices", data)
+    return answer(_list_envelope, counted_invoices(data["total"]), data)
 
 
 @bp.get("/invoices/<int:invoice_id>", parameters=[INVOICE_ID])
@@ -352,8 +357,8 @@ def bulk_resync() -> Response:
     )
     return answer(
         _batch_envelope,
-        f"Bulk re-sync of {batch.total} invoices accepted; it runs paced by the CRM's rate "
-        f"limit. Progress: GET /admin/resync/{batch.batch_id}",
+        f"Bulk re-sync of {counted_invoices(batch.total)} accepted; it runs paced by the "
+        f"CRM's rate limit. Progress: GET /admin/resync/{batch.batch_id}",
         batch,
         202,
     )
@@ -463,7 +468,7 @@ def reconcile() -> Response:
     )
     return answer(
         _batch_envelope,
-        f"Reconciliation of {batch.total} invoices accepted; it runs paced by "
+        f"Reconciliation of {counted_invoices(batch.total)} accepted; it runs paced by "
         f"PROVIDER_RATE_LIMIT_PER_MIN. Progress: GET /admin/reconcile/{batch.batch_id}",
         batch,
         202,
