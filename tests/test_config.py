@@ -54,8 +54,17 @@ def test_every_variable_of_the_design_is_in_the_table():
         "BRIDGE_ENCRYPTION_KEY",
     }
     # The bridge's own additions: the queue's retry schedule (docs/reliability.md), the
-    # worker's metrics port (docs/operators.md), the pace of background calls to Finan.
+    # worker's metrics port (docs/operators.md), the pace of background calls to Finan; the
+    # status page's session timeouts, the limits on failed tokens and the trusted proxies
+    # (docs/contract/http.md#too-many-failures).
     own = {"BRIDGE_RETRY_SCHEDULE", "BRIDGE_WORKER_METRICS_PORT", "PROVIDER_RATE_LIMIT_PER_MIN"}
+    own |= {
+        "BRIDGE_ADMIN_SESSION_IDLE_MINUTES",
+        "BRIDGE_ADMIN_SESSION_MAX_MINUTES",
+        "BRIDGE_AUTH_FAILURES_PER_CLIENT_PER_MIN",
+        "BRIDGE_AUTH_FAILURES_PER_MIN",
+        "BRIDGE_TRUSTED_PROXIES",
+    }
     assert set(SETTINGS_TABLE) == design | own
 
 
