@@ -68,7 +68,8 @@ MULTIPROCESS = {
     "store/test_embedded_redis.py",
     "worker/test_worker_metrics.py",
 }
-BROWSER = {"web/test_admin_browser.py", "web/test_operator_day.py"}  # Debian's chromium, driven by Playwright
+# Debian's chromium, driven by Playwright
+BROWSER = {"web/test_admin_browser.py", "web/test_operator_day.py"}
 # The slowest files (each over ~5 s; docs/testing.md)
 SLOW = {
     "system/test_reliability.py",

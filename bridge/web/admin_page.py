@@ -25,7 +25,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,17 +51,17 @@ from marshmallow import ValidationError
 
 from bridge.errors import BridgeError, NotFound
 from bridge.invoices import rules
+from bridge.invoices.mapping import finan_totals
 from bridge.observability import logs
 from bridge.store.admin_sessions import AdminSessions
 from bridge.store.records import STATES
-from bridge.web import i18n
+from bridge.web import admin_session, i18n
 from bridge.web.admin_api import (
     finan_check_data,
     invoice_detail,
     list_invoices,
     operator_name,
 )
-from bridge.web.admin_session import RedisSessionInterface
 from bridge.web.http import matching_token, services
 from bridge.web.openapi import INVOICE_ID, PAGE_TAG, REQUEST_ID_HEADERS, Blueprint
 from schemas.bridge import RESYNC_STATES, ErrorEnvelopeSchema, InvoiceListQuerySchema
@@ -113,12 +113,13 @@ def init_app(app: Flask, api: Api) -> None:
         WTF_CSRF_CHECK_DEFAULT=False,  # only this page's forms (see ``check_csrf``)
         WTF_CSRF_TIME_LIMIT=None,  # a form is good for as long as its session
     )
-    app.session_interface = RedisSessionInterface(
+    admin_session.install(  # in Redis; 503 without it
+        app,
         AdminSessions(
             app.extensions["bridge"].redis,
             settings.admin_session_idle_seconds,
             settings.admin_session_max_seconds,
-        )
+        ),
     )
     csrf.init_app(app)
     i18n.init_app(app, "/admin")  # Vietnamese by default, and English (bridge/web/i18n.py)
@@ -491,38 +492,40 @@ def said(message: str) -> str:
 
 
 def readable_body(body: str | None) -> dict[str, Any] | None:
-    """The Finan body as people read it: customer, items with their line totals, totals.
-    Line total: price × quantity, plus VAT when prices exclude it; Decimals throughout."""
+    """The Finan body as people read it: customer, items with their line totals (price ×
+    quantity, plus VAT when prices exclude it), the discounts, and Finan's totals
+    (``finan_totals``: docs/contract/mapping.md#finan-arithmetic). Decimals throughout."""
     if body is None:
         return None
     try:
         decoded = decode_request(body)
+        total, tax = finan_totals(decoded)
     except ValueError:
         return None
     excluding = decoded["tax_type"] == "price_excluding_tax"
-    lines, subtotal, tax_total = [], Decimal(0), Decimal(0)
+    lines, goods = [], Decimal(0)
     for item in decoded["items"]:
         rate = sum((Decimal(tax["rate"]) for tax in item["taxes"]), Decimal(0))
         amount = Decimal(item["price"]) * item["quantity"]
-        tax = amount * rate / 100 if excluding else Decimal(0)
-        subtotal += amount
-        tax_total += tax
+        line_total = amount + (amount * rate / 100 if excluding else 0)
+        goods += line_total
         lines.append(
             {
                 "name": item["name"],
                 "quantity": item["quantity"],
                 "price": item["price"],
                 "taxes": [f"{tax['name']} ({tax['rate']}%)" for tax in item["taxes"]],
-                "total": amount + tax,
+                "total": line_total.quantize(Decimal(1), ROUND_HALF_UP),
             }
         )
     return {
         "customer": decoded["customer"],
         "items": lines,
         "tax_type": decoded["tax_type"],
-        "subtotal": subtotal,
-        "tax": tax_total if excluding else None,
-        "total": subtotal + tax_total,
+        "goods": goods.quantize(Decimal(1), ROUND_HALF_UP),
+        "discounts": decoded["discounts"],
+        "tax": tax,
+        "total": total,
         "reference_code": decoded["reference_code"],
         "value_at": decoded["value_at"],
         "due_at": decoded["due_at"],
