@@ -11,15 +11,20 @@ Secure whenever the request came over TLS.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-from flask import Flask, Request, Response
+import redis
+from flask import Flask, Request, Response, session
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
+from bridge.errors import RedisUnavailable
 from bridge.store.admin_sessions import AdminSessions, StoredSession
+
+log = logging.getLogger(__name__)
 
 IDENTITY = "admin"  # the session's key that names who logged in (a digest of the token)
 
@@ -27,6 +32,8 @@ _serializer = TaggedJSONSerializer()  # Flask's own: flashed messages keep their
 
 
 class AdminSession(CallbackDict, SessionMixin):  # type: ignore[type-arg]
+    unavailable = False  # Redis could not be read: the request is refused (503)
+
     def __init__(self, stored: StoredSession | None) -> None:
         data: dict[str, Any] = _serializer.loads(stored.data) if stored else {}
 
@@ -51,7 +58,12 @@ class RedisSessionInterface(SessionInterface):
         if request.path != path and not request.path.startswith(path + "/"):
             return None  # Flask then uses ``make_null_session``
         session_id = request.cookies.get(self.get_cookie_name(app))
-        stored = self.sessions.load(session_id) if session_id else None
+        try:
+            stored = self.sessions.load(session_id) if session_id else None
+        except redis.RedisError:
+            unavailable = AdminSession(None)
+            unavailable.unavailable = True  # refused by ``refuse_without_redis``
+            return unavailable
         return AdminSession(stored)
 
     def get_cookie_secure(self, app: Flask) -> bool:
@@ -61,6 +73,8 @@ class RedisSessionInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, AdminSession)
+        if session.unavailable:
+            return
         name, domain = self.get_cookie_name(app), self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
         stored = session.stored
@@ -77,7 +91,11 @@ class RedisSessionInterface(SessionInterface):
         else:
             fresh = False
         stored.data = _serializer.dumps(dict(session))
-        self.sessions.save(stored)  # every request renews the idle timeout
+        try:
+            self.sessions.save(stored)  # every request renews the idle timeout
+        except redis.RedisError:  # the answer is made: it goes out without a session
+            log.warning("Redis unavailable: the page's session was not saved")
+            return
         if fresh:
             response.set_cookie(
                 name,
@@ -90,3 +108,15 @@ class RedisSessionInterface(SessionInterface):
                 samesite=self.get_cookie_samesite(app),
             )
         response.vary.add("Cookie")
+
+
+def install(app: Flask, sessions: AdminSessions) -> None:
+    """Keep ``app``'s sessions in ``sessions``; without Redis, the page answers 503."""
+    app.session_interface = RedisSessionInterface(sessions)
+
+    @app.before_request
+    def refuse_without_redis() -> None:
+        if isinstance(session, AdminSession) and session.unavailable:
+            raise RedisUnavailable(
+                "the bridge's Redis is unavailable; try again shortly", retry_after=5
+            )

@@ -158,3 +158,23 @@ def test_a_bad_timeout_setting_is_named(environ, value):
     with pytest.raises(ConfigError) as refused:
         load_settings({**environ, "BRIDGE_ADMIN_SESSION_IDLE_MINUTES": value})
     assert "BRIDGE_ADMIN_SESSION_IDLE_MINUTES" in refused.value.problems
+
+
+def test_without_redis_the_page_is_503_and_the_login_too(environ):
+    import redis as redis_lib
+
+    from bridge.config import load_settings
+    from bridge.web.app import create_app
+
+    dead = redis_lib.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    app = create_app(load_settings({**environ, "BRIDGE_ADMIN_TOKENS": ADMIN_TOKEN}), dead)
+    client = app.test_client()
+    client.set_cookie("bridge_admin", "a" * 43, path="/admin")
+
+    page = client.get("/admin/")
+    form = client.get("/admin/login")
+
+    assert page.status_code == 503 and form.status_code == 503
+    assert "Redis" in page.get_data(as_text=True)
+    # A first visit (no cookie yet): refused the same way, never a 500.
+    assert app.test_client().get("/admin/login").status_code == 503
