@@ -186,6 +186,10 @@ class AdminRecordSchema(RecordSchema):
 
     created_at = fields.String()
     pending = fields.Nested(PendingSchema, allow_none=True)
+    customer = fields.String(
+        allow_none=True,
+        metadata={"description": "The customer's name as sent to Finan (null: kept before names)."},
+    )
 
 
 class EventSchema(BridgeSchema):

@@ -406,7 +406,9 @@ class RecordStore:
         found = {record.invoice_id: record for record in self._search_id_or_code(query)}
         key = state_index_key(state) if state else INDEX_ALL_KEY
         wanted = fold(query)
-        for chunk in self._ids_newest_first(key, since, until):
+        # A name has letters: an id alone is not looked for among them.
+        chunks = () if query.isdigit() else self._ids_newest_first(key, since, until)
+        for chunk in chunks:
             if len(found) >= SEARCH_LIMIT:
                 break
             for record in self.get_many(chunk):
