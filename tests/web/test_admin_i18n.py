@@ -13,11 +13,16 @@ import json
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
 from cryptography.fernet import Fernet
 from helpers import ADMIN, ADMIN_TOKEN, issue, make_failed
 
+import bridge.web
 from bridge.store.connection import record_key
 from bridge.store.records import fold
 from bridge.web.i18n import money, vietnam_day_bounds, vietnam_time_text, vn_time
@@ -293,3 +298,49 @@ def test_the_invoice_page_reads_the_last_accepted_body(operator, crm_headers):
     assert '<td class="num total">14.648.400\u00a0₫</td>' in html  # what Finan answered
     assert "Tổng tiền Finan trả về" not in html  # shown only when it differs
     assert "<details><summary>Xem JSON</summary><pre>" in html  # the raw body, one click away
+
+
+# --- the catalog: every text translated, and the compiled catalog up to date ---
+
+WEB = Path(bridge.web.__file__).resolve().parent
+CATALOG = WEB / "translations" / "vi" / "LC_MESSAGES"
+
+
+def extracted_texts() -> set[str | tuple[str, ...]]:
+    """What pybabel extract (bridge/web/babel.cfg) finds in the views and templates."""
+    methods = [("**.py", "python"), ("templates/**.html", "jinja2")]
+    keywords = {**DEFAULT_KEYWORDS, "lazy_gettext": None}
+    found = set()
+    for _name, _line, message, _comments, _context in extract_from_dir(
+        str(WEB), methods, keywords=keywords
+    ):
+        found.add(message)
+    return found
+
+
+def test_every_text_of_the_page_has_its_vietnamese():
+    with open(CATALOG / "messages.po", "rb") as po:
+        catalog = read_po(po, locale="vi")
+    translated = {
+        message.id
+        for message in catalog
+        if message.id
+        and all(message.string if isinstance(message.string, tuple) else [message.string])
+    }
+    missing = sorted(str(text) for text in extracted_texts() if text not in translated)
+    assert not missing, f"without Vietnamese (bridge/web/translations/README.md): {missing}"
+
+
+def test_the_compiled_catalog_is_the_po_compiled():
+    with open(CATALOG / "messages.po", "rb") as po:
+        catalog = read_po(po, locale="vi")
+    with open(CATALOG / "messages.mo", "rb") as mo:
+        compiled = read_mo(mo)
+    assert pairs(catalog) == pairs(compiled)
+
+
+def pairs(catalog) -> set:
+    def hashable(value):
+        return tuple(value) if isinstance(value, list | tuple) else value
+
+    return {(hashable(message.id), hashable(message.string)) for message in catalog if message.id}
