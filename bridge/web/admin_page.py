@@ -63,7 +63,13 @@ from bridge.web.admin_api import (
     operator_name,
 )
 from bridge.web.http import matching_token, services
-from bridge.web.openapi import INVOICE_ID, PAGE_TAG, REQUEST_ID_HEADERS, Blueprint
+from bridge.web.openapi import (
+    INVOICE_ID,
+    PAGE_TAG,
+    REQUEST_ID_HEADERS,
+    Blueprint,
+    error_responses,
+)
 from schemas.bridge import RESYNC_STATES, ErrorEnvelopeSchema, InvoiceListQuerySchema
 from schemas.finan import decode_request
 
@@ -297,6 +303,7 @@ class Login(MethodView):
         {
             "303": redirect_to("Logged in: to the status page."),
             "401": html("The token is not one of BRIDGE_ADMIN_TOKENS."),
+            "429": error_responses(429)["429"],
             "403": _FORBIDDEN,
         },
         form=form(token={"type": "string"}),

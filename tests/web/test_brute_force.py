@@ -172,3 +172,5 @@ def test_the_openapi_document_names_the_429(client):
     operation = document["paths"]["/api/v1/invoices/{invoice_id}/issue"]["post"]
 
     assert "Retry-After" in operation["responses"]["429"]["headers"]
+    login = document["paths"]["/admin/login"]["post"]
+    assert "Retry-After" in login["responses"]["429"]["headers"]
