@@ -11,11 +11,10 @@ serves the code of any revision. Exits non-zero unless every answer is 201.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
-
-import importlib
 
 from bridge.config import load_settings
 
