@@ -23,12 +23,12 @@ from bridge.errors import BridgeError, Conflict, NotFound, ProviderUnavailable
 from bridge.integrations.finan.pacing import FinanPacer
 from bridge.invoices.finan_check import FinanChecks
 from bridge.invoices.resync import Batch, ItemResult, ResyncBatches
+from bridge.store.connection import OPEN_RECONCILIATIONS_KEY
 from bridge.store.records import RecordStore
 
 log = logging.getLogger(__name__)
 
 RECONCILE_BATCH_JOB = "bridge.worker.jobs.reconcile_batch"
-OPEN_RECONCILIATIONS_KEY = "bridge:batches:open:reconcile"
 RESULTS = ("in_sync", "out_of_sync", "not_accepted", "error")
 PROBLEM_RESULTS = ("out_of_sync", "error")
 UNKNOWN_IDS_NAMED = 20  # a refusal names at most this many unknown ids

@@ -43,12 +43,18 @@ from bridge.errors import (
 from bridge.integrations.tourwell.ratelimit import CrmRateLimiter
 from bridge.invoices.operations import InvoiceOperations
 from bridge.store import batch_index, queue
+from bridge.store.connection import (
+    OPEN_BATCHES_KEY,
+    batch_ids_key,
+    batch_items_key,
+    batch_key,
+    batch_problems_key,
+)
 from bridge.store.records import iso_utc, now_iso
 
 log = logging.getLogger(__name__)
 
 RESYNC_BATCH_JOB = "bridge.worker.jobs.resync_batch"
-OPEN_BATCHES_KEY = "bridge:batches:open"  # batches run by the queue and not finished yet
 
 BATCH_TTL_SECONDS = 7 * 86400  # a batch's progress stays readable for a week
 # Batches together take at most 1/3 of the CRM's window in invoices a minute; each invoice
@@ -72,23 +78,6 @@ _RESULTS_BY_KIND: dict[str, tuple[str, ...]] = {"resync": RESULTS}
 
 def new_batch_id() -> str:
     return uuid.uuid4().hex
-
-
-def batch_key(batch_id: str) -> str:
-    return f"bridge:batch:{batch_id}"
-
-
-def batch_ids_key(batch_id: str) -> str:
-    return f"bridge:batch:{batch_id}:ids"
-
-
-def batch_problems_key(batch_id: str) -> str:
-    return f"bridge:batch:{batch_id}:problems"
-
-
-def batch_items_key(batch_id: str) -> str:
-    """Every invoice's result, in the batch's order (JSON ``[id, result, state, message]``)."""
-    return f"bridge:batch:{batch_id}:items"
 
 
 @dataclass(frozen=True)

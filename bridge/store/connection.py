@@ -67,3 +67,40 @@ def batch_index_key() -> str:
     """Every batch (bulk re-sync, reconciliation) by the time it started
     (bridge/store/batch_index.py)."""
     return f"{KEY_PREFIX}batches:by_time"
+
+
+# --- records: their indexes and history (bridge/store/records.py) ---
+
+INDEX_ALL_KEY = f"{KEY_PREFIX}index:all"
+CODE_INDEX_KEY = f"{KEY_PREFIX}index:code"
+
+
+def state_index_key(state: str) -> str:
+    return f"bridge:index:state:{state}"
+
+
+def history_key(invoice_id: int) -> str:
+    return f"bridge:history:{invoice_id}"
+
+
+# --- batches: bulk re-syncs and reconciliations (bridge/invoices/resync.py, reconcile.py) ---
+
+OPEN_BATCHES_KEY = f"{KEY_PREFIX}batches:open"  # re-syncs run by the queue, not finished yet
+OPEN_RECONCILIATIONS_KEY = f"{KEY_PREFIX}batches:open:reconcile"  # the same, reconciliations
+
+
+def batch_key(batch_id: str) -> str:
+    return f"bridge:batch:{batch_id}"
+
+
+def batch_ids_key(batch_id: str) -> str:
+    return f"bridge:batch:{batch_id}:ids"
+
+
+def batch_problems_key(batch_id: str) -> str:
+    return f"bridge:batch:{batch_id}:problems"
+
+
+def batch_items_key(batch_id: str) -> str:
+    """Every invoice's result, in the batch's order (JSON ``[id, result, state, message]``)."""
+    return f"bridge:batch:{batch_id}:items"

@@ -43,7 +43,14 @@ from typing import Any
 
 import redis
 
-from bridge.store.connection import body_key, record_key
+from bridge.store.connection import (
+    CODE_INDEX_KEY,
+    INDEX_ALL_KEY,
+    body_key,
+    history_key,
+    record_key,
+    state_index_key,
+)
 from bridge.store.encryption import Cipher, StoredDataUnreadable
 from schemas.states import STATES
 
@@ -53,21 +60,11 @@ log = logging.getLogger(__name__)
 
 HISTORY_LENGTH = 200  # events kept per invoice, newest first
 
-INDEX_ALL_KEY = "bridge:index:all"
-CODE_INDEX_KEY = "bridge:index:code"
 # A search returns at most this many records: an operator narrows a query, never pages
 # through thousands of matches.
 SEARCH_LIMIT = 1000
 # A search by customer name reads the records in chunks of this many, newest change first.
 SCAN_CHUNK = 500
-
-
-def state_index_key(state: str) -> str:
-    return f"bridge:index:state:{state}"
-
-
-def history_key(invoice_id: int) -> str:
-    return f"bridge:history:{invoice_id}"
 
 
 def code_member(code: str, invoice_id: int) -> bytes:
