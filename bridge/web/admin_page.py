@@ -10,7 +10,10 @@ the sessions it opened. The key that signs the CSRF tokens is derived from the a
 tokens, so every web process agrees on it without another setting.
 
 Every form carries a CSRF token (Flask-WTF's ``CSRFProtect``, checked only for this page's
-forms: the JSON APIs authenticate with Bearer tokens and need none). Templates are
+forms: the JSON APIs authenticate with Bearer tokens and need none). The login form's is a
+double-submit pair instead (a nonce in its own cookie, its HMAC in the form: ``login_form``),
+so that serving the form to anyone stores nothing in Redis: a session exists only once
+someone has logged in. Templates are
 autoescaped Jinja; no script runs on the page at all (its Content-Security-Policy forbids
 any).
 """
@@ -24,6 +27,7 @@ import io
 import json
 import os
 import re
+import secrets
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from functools import wraps
@@ -34,8 +38,10 @@ import redis
 from flask import (
     Flask,
     Response,
+    current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -128,6 +134,7 @@ def init_app(app: Flask, api: Api) -> None:
         ),
     )
     csrf.init_app(app)
+    app.after_request(set_login_cookie)  # before i18n's: runs after it
     i18n.init_app(app, "/admin")  # Vietnamese by default, and English (bridge/web/i18n.py)
     api.register_blueprint(bp)
 
@@ -171,8 +178,72 @@ def the_operator() -> dict[str, Any]:
 
 @bp.before_request
 def check_csrf() -> None:
-    if request.method == "POST":
+    if request.method != "POST":
+        return
+    if request.endpoint == LOGIN_ENDPOINT:
+        check_login_csrf()
+    else:
         csrf.protect()
+
+
+# --- the login form's CSRF token, kept out of Redis ---
+#
+# Flask-WTF keeps a form's token in the session, and the session is in Redis: a login form
+# served to anyone would store a session for each (50 cookieless GETs, 50 keys for 30
+# minutes). The login form's token is instead a double-submit pair: a random nonce in a
+# cookie of its own (HttpOnly, SameSite=Strict, only for the form's path) and, in the form,
+# its HMAC under the page's secret. Nothing is stored before a login succeeds.
+
+LOGIN_ENDPOINT = "admin_page.login"
+LOGIN_COOKIE_NAME = "bridge_admin_login"
+
+
+def login_form_token(nonce: str) -> str:
+    secret = current_app.secret_key
+    assert isinstance(secret, bytes)
+    return hmac.new(secret, b"login form\n" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def check_login_csrf() -> None:
+    nonce = request.cookies.get(LOGIN_COOKIE_NAME, "")
+    presented = request.form.get("csrf_token", "")
+    if not nonce or not hmac.compare_digest(presented.encode(), login_form_token(nonce).encode()):
+        raise CSRFError("The login form's CSRF token is missing or does not match.")
+
+
+def login_form(error: str | None, next_path: str, status: int = 200) -> Response:
+    """The login form, its token from the browser's nonce (a new one, and its cookie, when
+    it has none); no session is written."""
+    nonce = request.cookies.get(LOGIN_COOKIE_NAME, "")
+    if not LOGIN_NONCE.fullmatch(nonce):
+        nonce = g.new_login_nonce = secrets.token_urlsafe(32)  # set by ``set_login_cookie``
+    return make_response(
+        render_template(
+            "admin/login.html",
+            error=error,
+            next_path=next_path,
+            login_csrf_token=login_form_token(nonce),
+        ),
+        status,
+    )
+
+
+LOGIN_NONCE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def set_login_cookie(response: Response) -> Response:
+    """The new nonce's cookie, set after the language switch's (the session's goes last)."""
+    nonce = g.pop("new_login_nonce", None)
+    if nonce is not None:
+        response.set_cookie(
+            LOGIN_COOKIE_NAME,
+            nonce,
+            path=url_for("admin_page.login"),
+            httponly=True,
+            samesite="Strict",
+            secure=bool(current_app.config["SESSION_COOKIE_SECURE"]) or request.is_secure,
+        )
+    return response
 
 
 @bp.after_request
@@ -182,13 +253,9 @@ def page_headers(response: Response) -> Response:
 
 
 @bp.errorhandler(CSRFError)
-def csrf_failed(exc: CSRFError) -> tuple[str, int]:
+def csrf_failed(exc: CSRFError) -> Response:
     session.clear()
-    return render_template(
-        "admin/login.html",
-        error=_("The form expired or was not sent from this page; log in again."),
-        next_path="",
-    ), 403
+    return login_form(_("The form expired or was not sent from this page; log in again."), "", 403)
 
 
 @bp.errorhandler(BridgeError)
@@ -294,8 +361,7 @@ class Login(MethodView):
         {"200": html("The form.")},
     )
     def get(self) -> Any:
-        next_path = request.args.get("next", "")
-        return render_template("admin/login.html", error=None, next_path=next_path)
+        return login_form(None, request.args.get("next", ""))
 
     @page(
         "logIn",
@@ -313,11 +379,11 @@ class Login(MethodView):
             request.form.get("token", "").strip(), services().settings.admin_tokens
         )
         if token is None:
-            return render_template(
-                "admin/login.html",
-                error=_("That token is not one of the admin tokens (BRIDGE_ADMIN_TOKENS)."),
-                next_path=request.form.get("next", ""),
-            ), 401
+            return login_form(
+                _("That token is not one of the admin tokens (BRIDGE_ADMIN_TOKENS)."),
+                request.form.get("next", ""),
+                401,
+            )
         session.clear()
         session.permanent = True
         session["admin"] = token_id(token)

@@ -17,12 +17,16 @@ Redis); only failures count, so the CRM's rate of correct calls is never limited
 
 The client address is the connection's, or with ``BRIDGE_TRUSTED_PROXIES`` set, the one
 werkzeug's ``ProxyFix`` takes from that many proxies' ``X-Forwarded-For`` (``app.py``).
+Every shipped deploy (deploy/) sets it to 1; a request with ``X-Forwarded-For`` while it is
+unset logs a warning, once per process: a proxy is in front, and its clients all count as
+one address.
 Without Redis the limits can't be checked, and the request is refused (``503``): a limit
 that failed open would let the guessing go on.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import redis
@@ -34,6 +38,8 @@ from bridge.config import Settings
 from bridge.errors import TooManyFailures
 from bridge.store.authenticated_clients import AuthenticatedClients
 from bridge.store.connection import AUTH_LIMIT_PREFIX
+
+log = logging.getLogger(__name__)
 
 PER_CLIENT_MESSAGE = "too many failed tokens or logins from this address"
 OVERALL_MESSAGE = "too many failed tokens or logins at the bridge"
@@ -100,8 +106,33 @@ def init_app(app: Flask, settings: Settings, connection: redis.Redis) -> Limiter
             clients.mark(get_remote_address())
         return response
 
+    if not settings.trusted_proxies:
+        warn_of_untrusted_proxy(app)
+
     app.extensions["bridge_auth_limiter"] = limiter
     return limiter
+
+
+UNTRUSTED_PROXY_WARNING = (
+    "a request came with X-Forwarded-For but BRIDGE_TRUSTED_PROXIES is not set: every "
+    "client seems to be the proxy's address, so one client's failed logins lock out all "
+    "(the CRM included); set BRIDGE_TRUSTED_PROXIES to the number of proxies in front "
+    "(docs/deploy.md)"
+)
+
+
+def warn_of_untrusted_proxy(app: Flask) -> None:
+    """Log a warning, once for ``app`` (a web process has one), at the first request
+    that carries ``X-Forwarded-For`` while the header is ignored: a proxy stands in front,
+    and the limits count all its clients as one address."""
+    warned = False
+
+    @app.before_request
+    def warn_once() -> None:
+        nonlocal warned
+        if not warned and "X-Forwarded-For" in request.headers:
+            warned = True
+            log.warning(UNTRUSTED_PROXY_WARNING)
 
 
 def refusal(exc: RateLimitExceeded) -> TooManyFailures:
