@@ -18,7 +18,14 @@ from bridge.integrations.http import DEFAULT_SLEEP, Sleep
 from bridge.observability import logs, metrics
 from bridge.observability.state_gauges import RedisStateCollector
 from bridge.services import build_services
-from bridge.web import admin_page, auth_limits, metrics_endpoint, openapi, request_logging
+from bridge.web import (
+    admin_compare,  # noqa: F401  (its page, on admin_page's blueprint)
+    admin_page,
+    auth_limits,
+    metrics_endpoint,
+    openapi,
+    request_logging,
+)
 from bridge.web.admin_api import bp as admin_api
 from bridge.web.crm_api import bp as crm_api
 from bridge.web.health import bp as health
