@@ -53,16 +53,22 @@ class AdminSessions:
             return None
         return StoredSession(session_id, stored["created"], stored["data"])
 
-    def save(self, session: StoredSession) -> None:
+    def save(self, session: StoredSession, new: bool = False) -> bool:
         """Store ``session``, to expire after ``idle_seconds`` without a request, and at
-        ``max_seconds`` after it began at the latest."""
+        ``max_seconds`` after it began at the latest. A session that is not ``new`` is
+        stored only if its key still exists (``SET XX``): a request that began before a
+        logout (or an expiry) and ends after it never brings the session back. False when
+        it was not stored (gone, or past its cap)."""
         remaining = session.created + self.max_seconds - time.time()
         ttl_ms = math.ceil(min(self.idle_seconds, remaining) * 1000)
         if ttl_ms <= 0:
             self.delete(session.session_id)
-            return
+            return False
         payload = json.dumps({"created": session.created, "data": session.data})
-        self._redis.set(_key(session.session_id), payload, px=ttl_ms)
+        key = _key(session.session_id)
+        if new:
+            return bool(self._redis.set(key, payload, px=ttl_ms, nx=True))
+        return bool(self._redis.set(key, payload, px=ttl_ms, xx=True))
 
     def delete(self, session_id: str) -> None:
         self._redis.delete(_key(session_id))

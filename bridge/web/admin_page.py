@@ -68,7 +68,7 @@ from bridge.web.admin_api import (
     list_invoices,
     operator_name,
 )
-from bridge.web.http import matching_token, services
+from bridge.web.http import matching_token, services, token_matched
 from bridge.web.openapi import (
     INVOICE_ID,
     PAGE_TAG,
@@ -384,6 +384,7 @@ class Login(MethodView):
                 request.form.get("next", ""),
                 401,
             )
+        token_matched()
         session.clear()
         session.permanent = True
         session["admin"] = token_id(token)

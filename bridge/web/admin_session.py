@@ -1,7 +1,9 @@
 """The status page's sessions: server-side, in the bridge's Redis
 (``bridge/store/admin_sessions.py``); the cookie holds only a random id.
 
-Logging out deletes the session, so its cookie, replayed afterwards, opens nothing. A
+Logging out deletes the session, so its cookie, replayed afterwards, opens nothing; a
+request that was under way at the logout does not store it again when it ends (a session
+is saved only while its key exists, ``AdminSessions.save``). A
 session also ends after ``BRIDGE_ADMIN_SESSION_IDLE_MINUTES`` without a request, and
 ``BRIDGE_ADMIN_SESSION_MAX_MINUTES`` after it began. A new id is issued whenever the
 identity in the session changes (logging in), so an id seen before the login is worth
@@ -91,12 +93,12 @@ class RedisSessionInterface(SessionInterface):
         else:
             fresh = False
         stored.data = _serializer.dumps(dict(session))
-        try:
-            self.sessions.save(stored)  # every request renews the idle timeout
+        try:  # every request renews the idle timeout; an ended session stays ended
+            saved = self.sessions.save(stored, new=fresh)
         except redis.RedisError:  # the answer is made: it goes out without a session
             log.warning("Redis unavailable: the page's session was not saved")
             return
-        if fresh:
+        if fresh and saved:
             response.set_cookie(
                 name,
                 stored.session_id,

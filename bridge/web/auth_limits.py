@@ -30,7 +30,7 @@ import logging
 import time
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
@@ -56,11 +56,12 @@ def failed(response: Response) -> bool:
 
 
 def authenticated(response: Response) -> bool:
+    """A token matched in this request (``bridge.web.http.token_matched``: a Bearer token,
+    or the login form's). A status alone proves nothing: Flask answers an OPTIONS 200
+    without any token."""
     if response.status_code >= 500:  # perhaps Redis is down: nothing to remember then
         return False
-    if request.blueprint in TOKEN_BLUEPRINTS:
-        return response.status_code not in (401, 429)
-    return request.endpoint == LOGIN_ENDPOINT and response.status_code == 303
+    return bool(g.get("token_matched"))
 
 
 def init_app(app: Flask, settings: Settings, connection: redis.Redis) -> Limiter:

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
 
 from bridge.errors import (
@@ -54,7 +54,15 @@ def bearer_token(allowed: Iterable[E], what: str, token_of: Callable[[E], str] =
     entry = matching_token(token, allowed, token_of)
     if entry is None:
         raise Unauthorized(f"the {what} token is not valid")
+    token_matched()
     return entry
+
+
+def token_matched() -> None:
+    """Note that this request presented a correct token (a Bearer token, or the login
+    form's): only such a request marks its address as authenticated
+    (bridge/web/auth_limits.py), never one that merely got a 2xx (an OPTIONS, say)."""
+    g.token_matched = True
 
 
 def request_body() -> bytes:

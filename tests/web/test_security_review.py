@@ -108,3 +108,83 @@ def test_a_planted_session_id_is_worth_nothing_after_login(app):
     planted = app.test_client()
     planted.set_cookie("bridge_admin", "a" * 43, path="/admin")
     assert planted.get("/admin/").status_code == 302
+
+
+# --- 3. only a matching token marks an address as authenticated ------------------------------
+
+
+def test_an_options_request_does_not_mark_its_address_authenticated(app, redis):
+    """The attack: one unauthenticated OPTIONS (Flask answers 200 by itself) exempted its
+    address from the overall limit for a day."""
+    from bridge.store.connection import authenticated_client_key
+
+    attacker = {"REMOTE_ADDR": "203.0.113.77"}
+    client = app.test_client()
+    for path in ("/api/v1/invoices/17", "/admin/login"):
+        assert client.options(path, environ_base=attacker).status_code == 200
+    assert not redis.exists(authenticated_client_key("203.0.113.77"))
+    # A correct login from an address still marks it.
+    operator = {"REMOTE_ADDR": "198.51.100.20"}
+    assert log_in(app.test_client(), environ=operator).status_code == 303
+    assert redis.exists(authenticated_client_key("198.51.100.20"))
+
+
+def test_a_correct_bearer_token_marks_its_address(app, redis, crm_headers):
+    from bridge.store.connection import authenticated_client_key
+
+    crm = {"REMOTE_ADDR": "198.51.100.10"}
+    app.test_client().get("/api/v1/invoices/17", headers=crm_headers, environ_base=crm)
+    assert redis.exists(authenticated_client_key("198.51.100.10"))
+
+
+def test_the_in_process_cache_of_addresses_is_bounded(redis):
+    from bridge.store.authenticated_clients import AuthenticatedClients
+
+    clients = AuthenticatedClients(redis, local_max=3)
+    for n in range(50):
+        clients.mark(f"192.0.2.{n}")
+    assert clients.cached() == 3
+    assert clients.known("192.0.2.0")  # forgotten locally, still known through Redis
+
+
+# --- 4. a request under way at the logout does not bring the session back --------------------
+
+
+def test_a_request_under_way_at_logout_does_not_resurrect_the_session(make_app, redis):
+    import threading
+
+    app = make_app(BRIDGE_ADMIN_TOKENS=ADMIN_TOKEN)
+    opened, release = threading.Event(), threading.Event()
+
+    def slow() -> str:  # a page that opened the session, then waits (a slow Redis, say)
+        from flask import session
+
+        assert session.get("admin")
+        opened.set()
+        assert release.wait(30)
+        return "done"
+
+    app.add_url_rule("/admin/slow-test-page", view_func=slow)
+    client = app.test_client()
+    assert log_in(client).status_code == 303
+    cookie = client.get_cookie("bridge_admin", path="/admin").value
+
+    slow_client = app.test_client()
+    slow_client.set_cookie("bridge_admin", cookie, path="/admin")
+    answers = []
+    thread = threading.Thread(
+        target=lambda: answers.append(slow_client.get("/admin/slow-test-page"))
+    )
+    thread.start()
+    assert opened.wait(30)
+    form = client.get("/admin/").get_data(as_text=True)
+    assert client.post("/admin/logout", data={"csrf_token": csrf_token(form)}).status_code == 303
+    assert list(redis.scan_iter(SESSION_KEYS)) == []
+    release.set()  # the slow request ends after the logout, and saves its session
+    thread.join(30)
+
+    assert answers[0].status_code == 200
+    assert list(redis.scan_iter(SESSION_KEYS)) == []
+    replayed = app.test_client()
+    replayed.set_cookie("bridge_admin", cookie, path="/admin")
+    assert replayed.get("/admin/").status_code == 302
