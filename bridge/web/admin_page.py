@@ -450,6 +450,14 @@ def list_query() -> tuple[Any, dict[str, Any] | None]:
 
 # The CSV's columns; the list is read this many records at a time.
 CSV_CHUNK = 500
+# A text a spreadsheet would read as a formula (names and codes come from the CRM): "'"
+# first. Only the CRM's texts: a negative total the bridge writes stays a number.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @bp.get("/invoices.csv")
@@ -485,8 +493,8 @@ def invoices_csv() -> Any:
             writer.writerow(
                 [
                     record.invoice_id,
-                    record.code or "",
-                    record.customer or "",
+                    csv_cell(record.code or ""),  # the CRM's texts; the rest are the bridge's
+                    csv_cell(record.customer or ""),
                     "" if record.total_amount is None else str(record.total_amount),
                     state_name(record.state) if record.state else "",
                     i18n.vietnam_time_text(record.updated_at),

