@@ -140,7 +140,11 @@ def compared_rows(sides: dict[str, dict[str, Any] | None]) -> list[dict[str, Any
     items = max(item_count(side) for side in sides.values())
     for number in range(items):
         for name, label, kind in ITEM_FIELDS:
-            shown = _("%(what)s, item %(num)s", what=label, num=number + 1)
+            shown = (
+                _("Item %(num)s", num=number + 1)
+                if name == "name"
+                else _("%(what)s, item %(num)s", what=label, num=number + 1)
+            )
             fields.append((f"items.{number}.{name}", shown, kind))
     fields += TOTAL_FIELDS
     rows = []
