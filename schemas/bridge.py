@@ -308,7 +308,9 @@ class BatchSummarySchema(BatchSchema):
 
 class BatchListQuerySchema(BridgeSchema):
     page = fields.Integer(
-        load_default=1, validate=validate.Range(min=1), metadata={"description": "From 1."}
+        load_default=1,
+        validate=validate.Range(min=1, max=1_000_000),
+        metadata={"description": "From 1."},
     )
     per_page = fields.Integer(
         load_default=50,

@@ -55,7 +55,7 @@ from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
-from bridge.errors import BridgeError, NotFound
+from bridge.errors import BridgeError, NotFound, ProviderRejected
 from bridge.invoices import rules
 from bridge.invoices.mapping import finan_totals
 from bridge.observability import logs
@@ -700,7 +700,12 @@ def resync(invoice_id: int) -> Any:
         outcome = services().operations.resync(invoice_id, force=force, by=operator_name())
     except NotFound as exc:
         return page_error(404, exc.message)
-    except BridgeError as exc:  # rejected, in flight, CRM trouble: say so on the page
+    except ProviderRejected:  # Finan's words may quote the customer: the record shows them
+        flash(
+            _("Re-sync did not go through: Finan rejected it (its answer is on this page)"),
+            "error",
+        )
+    except BridgeError as exc:  # in flight, CRM trouble: the bridge's own words
         flash(_("Re-sync did not go through: %(why)s", why=exc.message), "error")
     else:
         flash(said(outcome.message), "ok" if outcome.status == 200 else "warn")
@@ -824,10 +829,15 @@ def batch(batch_id: str) -> Any:
     return render_template("admin/batch.html", batch=found, items=items, page=number, pages=pages)
 
 
+MAX_PAGE = 1_000_000  # beyond it, a page's offset could overflow Redis's integers
+
+
 def page_number() -> int:
     """The ``page`` query parameter (from 1; anything else is the first page)."""
     raw = request.args.get("page", "")
-    return int(raw) if INVOICE_ID_FIELD.fullmatch(raw) and int(raw) >= 1 else 1
+    if not INVOICE_ID_FIELD.fullmatch(raw):
+        return 1
+    return min(int(raw), MAX_PAGE)  # far past the last page is the last page's neighbour
 
 
 @bp.get("/batches")

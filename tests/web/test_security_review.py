@@ -213,3 +213,56 @@ def test_the_csv_neutralizes_formulas_from_the_crm(app, crm_headers, tourwell, f
     (row,) = [row for row in rows[1:] if row[0] == "17"]
     assert row[1] == "'@SUM(1+1)" and row[2] == "'" + formula
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+# --- 6. smaller findings ----------------------------------------------------------------
+
+
+def logged_in_client(app):
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    assert log_in(client).status_code == 303
+    return client
+
+
+def test_a_rejected_resync_keeps_finans_words_out_of_the_session(app, crm_headers, finan, redis):
+    # Finan's message may quote the customer; the session in Redis is not encrypted.
+    client = logged_in_client(app)
+    finan.state.fail_next("client_error")
+    assert client.post("/api/v1/invoices/20/issue", headers=crm_headers).status_code == 502
+    finan_words = app.extensions["bridge"].records.get(20).last_error["message"]
+    finan.state.fail_next("client_error")
+    form = client.get("/admin/invoice/20").get_data(as_text=True)
+
+    client.post("/admin/invoice/20/resync", data={"csrf_token": csrf_token(form)})
+
+    stored = b"".join(redis.get(key) for key in redis.scan_iter(SESSION_KEYS))
+    assert b"Finan rejected it" in stored
+    assert finan_words.encode() not in stored
+    shown = client.get("/admin/invoice/20").get_data(as_text=True)
+    assert "Re-sync did not go through: Finan rejected it" in shown
+
+
+def test_a_lookup_url_that_is_not_http_is_not_a_link(app, crm_headers, finan):
+    # Without PROVIDER_LOOKUP_URL_TEMPLATE the record keeps the link the CRM sent.
+    api = app.test_client()
+    assert api.post("/api/v1/invoices/17/issue", headers=crm_headers).status_code == 201
+    sent = api.put(
+        "/api/v1/invoices/17", headers=crm_headers, json={"lookup_url": "javascript:alert(1)"}
+    )
+    assert sent.status_code == 200, sent.json
+    assert app.extensions["bridge"].records.get(17).lookup_url == "javascript:alert(1)"
+    client = logged_in_client(app)
+
+    html = client.get("/admin/invoice/17").get_data(as_text=True)
+
+    assert 'href="javascript:' not in html
+
+
+def test_a_page_number_far_past_the_end_is_not_a_redis_error(app):
+    client = logged_in_client(app)
+    assert client.get("/admin/batches?page=999999999999999999").status_code == 200
+    api = app.test_client()
+    api_headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    too_far = api.get("/admin/resync?page=999999999999999999", headers=api_headers)
+    assert too_far.status_code == 422
