@@ -19,7 +19,7 @@ from bridge.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # the commands import what they use when they run, to start quickly
     from bridge.cli.checks import CheckResult
-    from bridge.invoices.resync import ItemResult
+    from bridge.invoices.resync import Batch, ItemResult, ResyncBatches
     from bridge.store.records import RecordStore
 
 # deploy/gunicorn.conf.py: in a source checkout (or an image built from one) it sits beside
@@ -271,20 +271,8 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool, yes: bool) -> N
     if batch.total == 0:
         click.echo(f"No invoices are {state} any more; nothing to re-sync.")
         return
-    items: list[ItemResult] = []
-
-    def progressed(item: ItemResult) -> None:
-        items.append(item)
-        bar.update(1)
-
-    with logs_after_the_table():
-        with click.progressbar(
-            length=batch.total,
-            label=f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}",
-            show_pos=True,
-        ) as bar:
-            batches.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
-        click.echo(summary_table(items))
+    label = f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}"
+    items = run_here(batches, batch, label)
     counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
     click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
     click.echo(finan_calls_line())
@@ -386,20 +374,8 @@ def reconcile(ids: tuple[int, ...], state: str | None) -> None:
     if batch.total == 0:
         click.echo(f"No invoices are {state}; nothing to check.")
         return
-    items: list[ItemResult] = []
-
-    def progressed(item: ItemResult) -> None:
-        items.append(item)
-        bar.update(1)
-
-    with logs_after_the_table():
-        with click.progressbar(
-            length=batch.total,
-            label=f"Checking {batch.total} invoice{'' if batch.total == 1 else 's'} at Finan",
-            show_pos=True,
-        ) as bar:
-            reconciliations.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
-        click.echo(summary_table(items))
+    label = f"Checking {batch.total} invoice{'' if batch.total == 1 else 's'} at Finan"
+    items = run_here(reconciliations, batch, label)
     counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
     click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
     if counts["out_of_sync"]:
@@ -409,6 +385,22 @@ def reconcile(ids: tuple[int, ...], state: str | None) -> None:
         )
     if any(counts[result] for result in PROBLEM_RESULTS):
         sys.exit(1)
+
+
+def run_here(batches: ResyncBatches, batch: Batch, label: str) -> list[ItemResult]:
+    """Run ``batch`` in this process with a progress bar, then print its table; the log
+    lines of the run come after the table, so they never break the bar."""
+    items: list[ItemResult] = []
+
+    def progressed(item: ItemResult) -> None:
+        items.append(item)
+        bar.update(1)
+
+    with logs_after_the_table():
+        with click.progressbar(length=batch.total, label=label, show_pos=True) as bar:
+            batches.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
+        click.echo(summary_table(items))
+    return items
 
 
 def summary_table(items: list[ItemResult]) -> str:
