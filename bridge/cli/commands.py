@@ -323,7 +323,6 @@ def confirm_bulk(records: RecordStore, listed: list[int], state: str, yes: bool)
 def finan_calls_line() -> str:
     """This process's Finan calls by outcome, and its inline retries: a CLI run has no
     /metrics a Prometheus could scrape, so it says them (and logs them) when it ends."""
-    import logging
 
     from prometheus_client import REGISTRY
 

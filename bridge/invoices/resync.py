@@ -371,11 +371,8 @@ class ResyncBatches:
     # --- helpers ---
 
     def _one(self, invoice_id: int, force: bool) -> ItemResult | None:
-        """Do one invoice of the batch; None: pause on it (the outside system is down)."""
-        return self._resync_one(invoice_id, force)
-
-    def _resync_one(self, invoice_id: int, force: bool) -> ItemResult | None:
-        """Re-sync one invoice and say how it went; None when the CRM is unavailable."""
+        """Re-sync one invoice of the batch and say how it went; None: pause on it (the CRM
+        is unavailable). Reconciliations check one instead."""
         try:
             outcome = self._operations.resync(invoice_id, force=force)
         except ProviderRejected as exc:

@@ -76,11 +76,11 @@ CODE_INDEX_KEY = f"{KEY_PREFIX}index:code"
 
 
 def state_index_key(state: str) -> str:
-    return f"bridge:index:state:{state}"
+    return f"{KEY_PREFIX}index:state:{state}"
 
 
 def history_key(invoice_id: int) -> str:
-    return f"bridge:history:{invoice_id}"
+    return f"{KEY_PREFIX}history:{invoice_id}"
 
 
 # --- batches: bulk re-syncs and reconciliations (bridge/invoices/resync.py, reconcile.py) ---
@@ -90,17 +90,17 @@ OPEN_RECONCILIATIONS_KEY = f"{KEY_PREFIX}batches:open:reconcile"  # the same, re
 
 
 def batch_key(batch_id: str) -> str:
-    return f"bridge:batch:{batch_id}"
+    return f"{KEY_PREFIX}batch:{batch_id}"
 
 
 def batch_ids_key(batch_id: str) -> str:
-    return f"bridge:batch:{batch_id}:ids"
+    return f"{KEY_PREFIX}batch:{batch_id}:ids"
 
 
 def batch_problems_key(batch_id: str) -> str:
-    return f"bridge:batch:{batch_id}:problems"
+    return f"{KEY_PREFIX}batch:{batch_id}:problems"
 
 
 def batch_items_key(batch_id: str) -> str:
     """Every invoice's result, in the batch's order (JSON ``[id, result, state, message]``)."""
-    return f"bridge:batch:{batch_id}:items"
+    return f"{KEY_PREFIX}batch:{batch_id}:items"

@@ -180,8 +180,6 @@ class Record:
     cancel_note: str | None = None
     # The Finan link (PROVIDER_LOOKUP_URL_TEMPLATE filled in), set each time Finan accepts a
     # body; without the setting, the last lookup_url the CRM sent in an update.
-    # The Finan link (PROVIDER_LOOKUP_URL_TEMPLATE filled in), set each time Finan accepts a
-    # body; without the setting, the last lookup_url the CRM sent in an update.
     lookup_url: str | None = None
     pending: Pending | None = None
     created_at: str = dataclasses.field(default_factory=now_iso)

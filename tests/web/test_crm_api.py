@@ -23,7 +23,7 @@ from bridge.invoices.mapping import MappingConfig
 from bridge.invoices.operations import InvoiceOperations
 from bridge.invoices.resync import ResyncBatches
 from bridge.sandbox.samples import sample_invoices
-from bridge.store.connection import body_key, lock_key, record_key
+from bridge.store.connection import lock_key
 from bridge.web.app import create_app
 
 
@@ -764,72 +764,7 @@ def test_an_issue_body_that_is_not_an_invoice_object_is_422(client, crm_headers,
     assert "object" in response.json["errors"]["_schema"][0]
 
 
-def test_the_invoice_lock_knows_when_less_than_half_its_time_is_surely_left(redis):
-    from bridge.store.lock import InvoiceLock
-
-    # 10 s: the checks just after taking and renewing it hold unless this process stalls
-    # for 5 s; the wait for the half to pass is on the condition, not a guessed sleep.
-    lock = InvoiceLock(redis, lock_key(17), timeout=10, read_keys=(record_key(17),))
-    assert not lock.has_half_left()  # not taken yet
-    taken_at = time.monotonic()
-    assert lock.acquire(blocking=False)
-    assert lock.has_half_left()
-    wait_for(lambda: not lock.has_half_left(), "less than half the lock's time to be left")
-    assert time.monotonic() - taken_at >= 5  # not before half its time had passed
-    lock.reacquire()
-    ttl = redis.pttl(lock_key(17))  # read before the check: what it saw was at least this old
-    assert lock.has_half_left()
-    assert ttl >= 4000  # Redis agrees: its whole time again, about half or more left
-    lock.release()
-    assert not lock.has_half_left()  # released
-
-
-def test_the_invoice_lock_reads_its_keys_in_the_round_trip_that_takes_it(redis, round_trips):
-    from bridge.store.lock import InvoiceLock
-
-    keys = (record_key(17), body_key(17))
-    redis.set(record_key(17), b"the record")
-    redis.set(body_key(17), b"the body")
-    first = InvoiceLock(redis, lock_key(17), timeout=5, read_keys=keys)
-    second = InvoiceLock(redis, lock_key(17), timeout=5, read_keys=keys)
-
-    round_trips.clear()
-    assert first.acquire(blocking=False)
-    assert first.read_values == [b"the record", b"the body"]
-    assert len(round_trips) == 1
-    assert not second.acquire(blocking=False)
-    assert second.read_values == [None, None]  # not taken: nothing read under it
-    first.release()
-    redis.delete(record_key(17))
-    assert second.acquire(blocking=False)
-    assert second.read_values == [None, b"the body"]  # the record's key is gone
-    second.release()
-
-
-def test_the_invoice_lock_is_released_in_a_transaction_only_if_still_its_own(redis):
-    from bridge.store.lock import InvoiceLock
-
-    lock = InvoiceLock(redis, lock_key(17), timeout=5, read_keys=(record_key(17),))
-    assert lock.acquire(blocking=False)
-    with redis.pipeline(transaction=True) as pipe:
-        pipe.set(record_key(17), b"saved")
-        lock.release_step()(pipe)
-        assert pipe.execute() == [True, 1]
-    lock.released_in_transaction()
-    assert not lock.held and redis.exists(lock_key(17)) == 0
-
-    assert lock.acquire(blocking=False)
-    release = lock.release_step()
-    redis.set(lock_key(17), b"another process's token")  # it expired; another took it
-    with redis.pipeline(transaction=True) as pipe:
-        release(pipe)
-        assert pipe.execute() == [0]
-    assert redis.get(lock_key(17)) == b"another process's token"
-
-
-def test_an_accepted_issue_costs_three_round_trips_to_redis(
-    client, crm_headers, redis, round_trips
-):
+def test_an_accepted_issue_costs_four_round_trips_to_redis(client, crm_headers, redis, round_trips):
     """The failed-authentication limit's check (auth_limits.py: one GET), the read that
     recognises a repeat, the lock with the record, and the save with the lock's release."""
     body = json.dumps(sample_invoices()[17])
