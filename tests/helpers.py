@@ -7,6 +7,8 @@ another.
 
 from __future__ import annotations
 
+import re
+
 import redis as redis_lib
 
 from bridge.config import load_settings
@@ -99,3 +101,8 @@ def served_openapi_document() -> dict:
     unconnected = redis_lib.Redis.from_url("redis://127.0.0.1:1")  # never used here
     app = create_app(load_settings(environ), unconnected)
     return app.test_client().get("/openapi.json").json
+
+
+def csrf_token(html: str) -> str:
+    """The first CSRF token in a status page's HTML (a form's hidden field)."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)

@@ -20,7 +20,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from cryptography.fernet import Fernet
-from helpers import ADMIN, ADMIN_TOKEN, issue, make_failed
+from helpers import ADMIN, ADMIN_TOKEN, csrf_token, issue, make_failed
 
 import bridge.web
 from bridge.store.connection import record_key
@@ -31,10 +31,6 @@ from bridge.web.i18n import money, vietnam_day_bounds, vietnam_time_text, vn_tim
 @pytest.fixture
 def app(make_app):
     return make_app(BRIDGE_ADMIN_TOKENS=ADMIN_TOKEN)
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture

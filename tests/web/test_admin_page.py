@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import ADMIN_TOKEN, finan_puts, issue, make_failed, run_worker
+from helpers import ADMIN_TOKEN, csrf_token, finan_puts, issue, make_failed, run_worker
 
 from bridge.config import load_settings
 from bridge.store.records import Event, Record, fingerprint, provider_invoice_id
@@ -16,10 +16,6 @@ from bridge.web.app import create_app
 @pytest.fixture
 def app(make_app):
     return make_app(BRIDGE_ADMIN_TOKENS=f"{ADMIN_TOKEN},second-admin-token")
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def log_in(client, token=ADMIN_TOKEN, next_path=""):

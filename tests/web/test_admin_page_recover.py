@@ -4,19 +4,13 @@ sent) and re-synced; bad ids and forms without the token are refused."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from helpers import ADMIN_TOKEN, finan_puts
+from helpers import ADMIN_TOKEN, csrf_token, finan_puts
 
 
 @pytest.fixture
 def app(make_app):
     return make_app(BRIDGE_ADMIN_TOKENS=ADMIN_TOKEN)
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ test's requests take milliseconds of it."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from helpers import ADMIN, ADMIN_TOKEN, CRM_TOKEN
+from helpers import ADMIN, ADMIN_TOKEN, CRM_TOKEN, csrf_token
 
 ATTACKER = {"REMOTE_ADDR": "203.0.113.66"}
 CRM = {"REMOTE_ADDR": "198.51.100.10"}
@@ -28,10 +26,6 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def log_in(client, token, environ):

@@ -10,7 +10,16 @@ import re
 import time
 
 import pytest
-from helpers import ADMIN, ADMIN_TOKEN, ADMIN_TOKENS, finan_puts, issue, make_failed, run_worker
+from helpers import (
+    ADMIN,
+    ADMIN_TOKEN,
+    ADMIN_TOKENS,
+    csrf_token,
+    finan_puts,
+    issue,
+    make_failed,
+    run_worker,
+)
 
 from bridge.store.connection import batch_index_key
 
@@ -18,10 +27,6 @@ from bridge.store.connection import batch_index_key
 @pytest.fixture
 def app(make_app):
     return make_app(BRIDGE_ADMIN_TOKENS=ADMIN_TOKENS, BRIDGE_RETRY_SCHEDULE="0,0,0")
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture

@@ -5,10 +5,17 @@ request log is the witness that nothing is sent."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from helpers import ADMIN, ADMIN_TOKEN, ADMIN_TOKENS, API, finan_puts, issue, make_failed
+from helpers import (
+    ADMIN,
+    ADMIN_TOKEN,
+    ADMIN_TOKENS,
+    API,
+    csrf_token,
+    finan_puts,
+    issue,
+    make_failed,
+)
 
 from bridge.invoices import rules
 
@@ -85,10 +92,6 @@ def test_an_issued_invoice_finan_holds_sends_nothing_unless_forced(client, crm_h
 
 
 # --- the page says it too ---
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture

@@ -4,18 +4,13 @@ tested with the request that showed it."""
 from __future__ import annotations
 
 import logging
-import re
 
 import pytest
-from helpers import ADMIN_TOKEN
+from helpers import ADMIN_TOKEN, csrf_token
 
 from bridge.web import auth_limits
 
 SESSION_KEYS = "bridge:admin_session:*"
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def log_in(client, token=ADMIN_TOKEN, environ=None):

@@ -8,13 +8,9 @@ import re
 import time
 
 import pytest
-from helpers import ADMIN_TOKEN
+from helpers import ADMIN_TOKEN, csrf_token
 
 SESSION_KEYS = "bridge:admin_session:*"
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def log_in(client, token=ADMIN_TOKEN):
