@@ -55,6 +55,7 @@ from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import ValidationError
 
+from bridge.config import AdminToken
 from bridge.errors import BridgeError, NotFound, ProviderRejected
 from bridge.invoices import rules
 from bridge.invoices.mapping import finan_totals
@@ -142,32 +143,31 @@ def init_app(app: Flask, api: Api) -> None:
 # --- the session ---
 
 
-def logged_in() -> bool:
-    current = {token_id(token) for token in services().settings.admin_tokens}
-    return session.get("admin") in current
+def session_admin() -> AdminToken | None:
+    """The BRIDGE_ADMIN_TOKENS entry whose token opened this session (None: logged out, or
+    its token was removed from the settings since)."""
+    opened_by = session.get("admin")
+    if opened_by is None:
+        return None
+    for admin in services().settings.admins:
+        if token_id(admin.token) == opened_by:
+            return admin
+    return None
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(**kwargs: Any) -> Any:
-        if not logged_in():
+        admin = session_admin()
+        if admin is None:
             session.clear()
             return redirect(url_for(".login", next=request.full_path.rstrip("?")))
-        name_operator()
+        # Name the operator for this request (``operator_name``, the log lines).
+        g.operator = admin.name
+        logs.bind(operator=admin.name)  # unbound with the request's log context
         return view(**kwargs)
 
     return wrapper
-
-
-def name_operator() -> None:
-    """Name the logged-in operator for this request (``operator_name``, the log lines): the
-    BRIDGE_ADMIN_TOKENS entry whose token opened the session."""
-    opened_by = session.get("admin")
-    for admin in services().settings.admins:
-        if token_id(admin.token) == opened_by:
-            g.operator = admin.name
-            logs.bind(operator=admin.name)  # unbound with the request's log context
-            return
 
 
 @bp.context_processor
