@@ -57,6 +57,8 @@ def admin_session_key(session_digest: str) -> str:
 # The failed-authentication limits' counters (bridge/web/auth_limits.py, the ``limits``
 # library's keys under this prefix), and the client addresses that authenticated lately.
 AUTH_LIMIT_PREFIX = f"{KEY_PREFIX}auth_limit"
+# The moving windows of calls to the CRM and Finan (bridge/integrations/moving_window.py).
+RATE_LIMIT_PREFIX = f"{KEY_PREFIX}ratelimit"
 
 
 def authenticated_client_key(address: str) -> str:
