@@ -252,7 +252,6 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool, yes: bool) -> N
     if bool(ids) == bool(state):
         raise click.UsageError("give invoice ids, or --state failed|dead (not both)")
     settings = settings_or_exit()
-    from bridge.invoices.resync import PROBLEM_RESULTS, RESULTS
     from bridge.services import build_services
 
     services = build_services(settings)
@@ -272,13 +271,11 @@ def resync(ids: tuple[int, ...], state: str | None, force: bool, yes: bool) -> N
         click.echo(f"No invoices are {state} any more; nothing to re-sync.")
         return
     label = f"Re-syncing {batch.total} invoice{'' if batch.total == 1 else 's'}"
-    items = run_here(batches, batch, label)
-    counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
-    click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
+    counts = run_here(batches, batch, label)
     click.echo(finan_calls_line())
     if counts["sent"]:
         click.echo("The outcomes are queued to be written back to the CRM by the workers.")
-    if any(counts[result] for result in PROBLEM_RESULTS):
+    if any(counts[result] for result in batches.PROBLEM_RESULTS):
         sys.exit(1)
 
 
@@ -361,7 +358,6 @@ def reconcile(ids: tuple[int, ...], state: str | None) -> None:
         raise click.UsageError("give invoice ids, or --state issued|cancelled|... (not both)")
     settings = settings_or_exit()
     from bridge.errors import NotFound
-    from bridge.invoices.reconcile import PROBLEM_RESULTS, RESULTS
     from bridge.services import build_services
 
     reconciliations = build_services(settings).reconciliations
@@ -374,21 +370,20 @@ def reconcile(ids: tuple[int, ...], state: str | None) -> None:
         click.echo(f"No invoices are {state}; nothing to check.")
         return
     label = f"Checking {batch.total} invoice{'' if batch.total == 1 else 's'} at Finan"
-    items = run_here(reconciliations, batch, label)
-    counts = {result: sum(1 for i in items if i.result == result) for result in RESULTS}
-    click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
+    counts = run_here(reconciliations, batch, label)
     if counts["out_of_sync"]:
         click.echo(
             "Out of sync: see each on the status page (Check Finan), and re-sync it with "
             "--force to send the bridge's body again."
         )
-    if any(counts[result] for result in PROBLEM_RESULTS):
+    if any(counts[result] for result in reconciliations.PROBLEM_RESULTS):
         sys.exit(1)
 
 
-def run_here(batches: ResyncBatches, batch: Batch, label: str) -> list[ItemResult]:
-    """Run ``batch`` in this process with a progress bar, then print its table; the log
-    lines of the run come after the table, so they never break the bar."""
+def run_here(batches: ResyncBatches, batch: Batch, label: str) -> dict[str, int]:
+    """Run ``batch`` in this process with a progress bar, then print its table and its
+    count of each result (returned); the log lines of the run come after the table, so
+    they never break the bar."""
     items: list[ItemResult] = []
 
     def progressed(item: ItemResult) -> None:
@@ -399,7 +394,9 @@ def run_here(batches: ResyncBatches, batch: Batch, label: str) -> list[ItemResul
         with click.progressbar(length=batch.total, label=label, show_pos=True) as bar:
             batches.run(batch.batch_id, wait=True, seconds=float("inf"), on_item=progressed)
         click.echo(summary_table(items))
-    return items
+    counts = {result: sum(1 for i in items if i.result == result) for result in batches.RESULTS}
+    click.echo("  ".join(f"{result}: {count}" for result, count in counts.items()))
+    return counts
 
 
 def summary_table(items: list[ItemResult]) -> str:
